@@ -1,0 +1,1 @@
+"""HTTP layer: pydantic models at the edge, thin routes over the registry."""

@@ -1,0 +1,77 @@
+"""POST /v1/sentiment and POST /v1/classify/{language}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path
+
+from app.api.deps import MetricsDep, RegistryDep, SettingsDep, TokenizerPoolDep
+from app.api.schemas import (
+    ClassifyRequest,
+    ErrorResponse,
+    LabelResult,
+    PredictRequest,
+    PredictResponse,
+    check_texts,
+)
+from app.model import ServedModel
+
+router = APIRouter(prefix="/v1", tags=["predict"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        404: "Unknown language or model",
+        413: "Body larger than the configured limit",
+        415: "Body is not application/json",
+        422: "Invalid input: empty text, too many texts, text too long, wrong types",
+        429: "Queue full: retry after the Retry-After header",
+        503: "Model not ready or the service is shutting down",
+        504: "The model did not answer within the request deadline",
+    }.items()
+}
+
+
+async def _predict(
+    served: ServedModel,
+    body: PredictRequest,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    pool: TokenizerPoolDep,
+) -> PredictResponse:
+    texts = body.all_texts()
+    check_texts(texts, settings)
+    predictions = await served.predict(texts, body.truncate, settings, metrics, pool)
+    manifest = served.manifest
+    return PredictResponse(
+        model=manifest.name,
+        version=manifest.version,
+        demo=manifest.demo,
+        results=[LabelResult(**vars(p)) for p in predictions],
+    )
+
+
+@router.post("/sentiment", response_model=PredictResponse, responses=_ERRORS)
+async def sentiment(
+    body: PredictRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    pool: TokenizerPoolDep,
+) -> PredictResponse:
+    """Sentiment of Vietnamese text (the configured sentiment model): one text or a list."""
+    return await _predict(registry.sentiment(), body, settings, metrics, pool)
+
+
+@router.post("/classify/{language}", response_model=PredictResponse, responses=_ERRORS)
+async def classify(
+    body: ClassifyRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    pool: TokenizerPoolDep,
+    language: str = Path(description="BCP-47 or ISO 639-3 code, e.g. `sw` or `swh`."),
+) -> PredictResponse:
+    """Classify text with the classification model serving `language`."""
+    return await _predict(registry.classifier(language, body.model), body, settings, metrics, pool)

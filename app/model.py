@@ -1,0 +1,154 @@
+"""A served model: a bundle's tokenizer, onnxruntime session and batcher, plus its status.
+
+Loading is all-or-nothing per bundle: whatever goes wrong becomes `status="failed"` with the
+reason, and the other bundles are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from app.batching import BatchConfig, Batcher
+from app.bundle import Bundle, Manifest, load_bundle
+from app.errors import BundleError, ModelNotReady
+from app.metrics import Metrics
+from app.runtime import OrtModel
+from app.settings import Settings
+from app.tokenization import TextEncoder
+
+log = logging.getLogger(__name__)
+
+Status = Literal["loading", "ready", "failed"]
+
+
+@dataclass
+class Prediction:
+    label: str
+    scores: dict[str, float]
+    truncated: bool
+    tokens: int
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    result: np.ndarray = shifted / shifted.sum(axis=-1, keepdims=True)
+    return result
+
+
+@dataclass
+class ServedModel:
+    """One bundle as the service sees it. `bundle` is None when even the manifest failed."""
+
+    key: str
+    path: Path
+    status: Status = "loading"
+    error: str | None = None
+    bundle: Bundle | None = None
+    encoder: TextEncoder | None = None
+    runtime: OrtModel | None = None
+    batcher: Batcher | None = None
+    loaded_at: float | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, path: Path, settings: Settings) -> ServedModel:
+        """Validate, open and warm a bundle; never raises (a failure is recorded instead)."""
+        served = cls(key=path.name, path=path)
+        try:
+            if not path.is_dir():
+                raise BundleError(path.name, f"bundle directory {path} does not exist")
+            served.bundle = load_bundle(path)
+            served.key = served.bundle.name
+            manifest = served.bundle.manifest
+            served.encoder = TextEncoder(
+                manifest.name,
+                served.bundle.tokenizer_file,
+                manifest.max_length,
+                manifest.raw.get("preprocessing", {}),
+            )
+            served.runtime = OrtModel(served.bundle, settings)
+            served.runtime.warm_up(served.encoder.dummy(min(16, manifest.max_length)))
+        except BundleError as exc:
+            served.status, served.error = "failed", str(exc)
+            log.error("not serving %s", exc)
+            return served
+        served.status, served.loaded_at = "ready", time.time()
+        return served
+
+    def start(self, settings: Settings, metrics: Metrics) -> None:
+        """Start the batcher (needs the running event loop) and publish the model's metrics."""
+        metrics.model_ready.labels(self.key).set(1 if self.status == "ready" else 0)
+        if self.status != "ready" or self.runtime is None or self.encoder is None:
+            return
+        manifest = self.manifest
+        metrics.model_info.labels(
+            self.key,
+            manifest.version,
+            manifest.task,
+            manifest.language,
+            self.runtime.info.provider,
+            self.runtime.info.variant,
+        ).set(1)
+        config = BatchConfig(
+            max_batch_size=settings.max_batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_wait_s=settings.max_wait_ms / 1000,
+            max_queue=settings.max_queue_texts,
+            retry_after_s=settings.retry_after_s,
+        )
+        self.batcher = Batcher(self.key, self.runtime.infer, self.encoder.pad_id, config, metrics)
+        self.batcher.start()
+
+    async def stop(self, drain_timeout_s: float) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop(drain_timeout_s)
+
+    @property
+    def manifest(self) -> Manifest:
+        if self.bundle is None:
+            raise ModelNotReady(f"model {self.key!r} has no valid bundle: {self.error}")
+        return self.bundle.manifest
+
+    async def predict(
+        self,
+        texts: list[str],
+        truncate: bool,
+        settings: Settings,
+        metrics: Metrics,
+        tokenizer_pool: Executor | None = None,
+    ) -> list[Prediction]:
+        """Tokenize off the event loop, queue for batched inference, decode scores."""
+        if self.status != "ready" or self.encoder is None or self.batcher is None:
+            metrics.rejected.labels("not_ready").inc()
+            raise ModelNotReady(
+                f"model {self.key!r} is not ready ({self.status}): {self.error or 'loading'}",
+                headers={"Retry-After": str(settings.retry_after_s)},
+            )
+        encoder = self.encoder
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        encoded = await loop.run_in_executor(tokenizer_pool, encoder.encode, texts, truncate)
+        metrics.tokenization.labels(self.key).observe(time.perf_counter() - started)
+        for enc in encoded:
+            metrics.input_tokens.labels(self.key).observe(enc.original_tokens)
+            if enc.truncated:
+                metrics.truncated.labels(self.key).inc()
+        logits = await self.batcher.run([e.ids for e in encoded], settings.request_timeout_s)
+        probs = softmax(np.stack(logits))
+        labels = self.manifest.labels
+        return [
+            Prediction(
+                label=labels[int(row.argmax())],
+                scores={label: float(p) for label, p in zip(labels, row, strict=True)},
+                truncated=enc.truncated,
+                tokens=enc.original_tokens,
+            )
+            for row, enc in zip(probs, encoded, strict=True)
+        ]

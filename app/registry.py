@@ -1,0 +1,127 @@
+"""The set of served models, looked up by name, by task and by language."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from app.bundle import discover
+from app.errors import UnknownLanguage, UnknownModel
+from app.languages import normalize_language
+from app.metrics import Metrics
+from app.model import ServedModel
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._models: dict[str, ServedModel] = {}
+
+    def __iter__(self) -> Iterator[ServedModel]:
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    async def load(self) -> None:
+        """Load every configured bundle off the event loop, then start their batchers."""
+        paths = discover(self._settings.models_dir, self._settings.models)
+        if not paths:
+            log.warning("no bundles found in %s", self._settings.models_dir)
+        for path in paths:
+            served = await asyncio.to_thread(ServedModel.load, path, self._settings)
+            if served.key in self._models:
+                log.error(
+                    "two bundles are named %r; keeping %s",
+                    served.key,
+                    self._models[served.key].path,
+                )
+                continue
+            served.start(self._settings, self._metrics)
+            self._models[served.key] = served
+        ready = sum(m.status == "ready" for m in self)
+        log.info("%d of %d bundles ready", ready, len(self._models))
+
+    async def stop(self, drain_timeout_s: float = 10.0) -> None:
+        await asyncio.gather(*(m.stop(drain_timeout_s) for m in self))
+
+    def not_ready(self) -> dict[str, str]:
+        """Reasons, by model, why the service is not ready; empty when it is."""
+        if not self._models:
+            return {"(none)": f"no bundles configured or found in {self._settings.models_dir}"}
+        return {
+            m.key: f"{m.status}: {m.error or ''}".rstrip(": ") for m in self if m.status != "ready"
+        }
+
+    def get(self, name: str) -> ServedModel:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise UnknownModel(
+                f"no model named {name!r}; served: {sorted(self._models)}",
+                details={"models": sorted(self._models)},
+            ) from None
+
+    def sentiment(self) -> ServedModel:
+        if self._settings.sentiment_model:
+            return self.get(self._settings.sentiment_model)
+        language = normalize_language(self._settings.sentiment_language)
+        candidates = self._matching("sentiment", language)
+        if not candidates:
+            raise UnknownModel(
+                f"no sentiment model for language {self._settings.sentiment_language!r} is "
+                "configured",
+                details={"models": sorted(self._models)},
+            )
+        return _prefer_ready(candidates)
+
+    def classifier(self, language: str, model: str | None) -> ServedModel:
+        tag = normalize_language(language)
+        served = self.languages("classification")
+        if tag is None or tag not in served:
+            raise UnknownLanguage(
+                f"no classification model for language {language!r}; languages served: "
+                f"{served or 'none'}",
+                details={"languages": served},
+            )
+        candidates = self._matching("classification", tag)
+        if model is None:
+            return _prefer_ready(candidates)
+        for candidate in candidates:
+            if candidate.key == model:
+                return candidate
+        raise UnknownModel(
+            f"model {model!r} does not classify {tag!r}; choose one of "
+            f"{[c.key for c in candidates]}",
+            details={"models": [c.key for c in candidates]},
+        )
+
+    def languages(self, task: str) -> list[str]:
+        return sorted(
+            {
+                tag
+                for m in self
+                if m.bundle is not None and m.bundle.manifest.task == task
+                for tag in [normalize_language(m.bundle.manifest.language)]
+                if tag
+            }
+        )
+
+    def _matching(self, task: str, tag: str | None) -> list[ServedModel]:
+        return [
+            m
+            for m in self
+            if m.bundle is not None
+            and m.bundle.manifest.task == task
+            and normalize_language(m.bundle.manifest.language) == tag
+        ]
+
+
+def _prefer_ready(candidates: list[ServedModel]) -> ServedModel:
+    """A ready model if there is one, else the first, so the caller's 503 names a reason."""
+    return next((m for m in candidates if m.status == "ready"), candidates[0])

@@ -1,0 +1,89 @@
+"""Service settings: one pydantic-settings class, read from `SMALLGLOT_*` environment variables.
+
+Bad values fail at start-up with the variable named, rather than at the first request.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Provider = Literal["tensorrt", "cuda", "cpu"]
+
+
+def _split_csv(value: object) -> object:
+    """Accept `a,b,c` from the environment as well as a real list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMALLGLOT_", extra="ignore")
+
+    models_dir: Path = Path("models")
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Bundle names to load (comma-separated); empty loads every bundle found.",
+    )
+    sentiment_model: str | None = Field(
+        default=None,
+        description="Bundle behind /v1/sentiment; default: the sentiment bundle "
+        "for `sentiment_language`.",
+    )
+    sentiment_language: str = "vi"
+
+    providers: Annotated[list[Provider], NoDecode] = Field(
+        default_factory=lambda: ["cuda", "cpu"],
+        description="Execution providers in order of preference; CPU is always the fallback.",
+    )
+    intra_op_threads: int = Field(default=0, ge=0, description="0 lets onnxruntime choose.")
+    inter_op_threads: int = Field(default=1, ge=0)
+    use_fp16: bool = True
+    use_int8: bool = True
+    io_binding: Literal["auto", "on", "off"] = "auto"
+
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    max_batch_tokens: int = Field(default=8192, ge=1)
+    max_wait_ms: float = Field(default=5.0, ge=0, le=10_000)
+    max_queue_texts: int = Field(default=2048, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    retry_after_s: int = Field(default=1, ge=1)
+    tokenizer_threads: int = Field(default=2, ge=1)
+
+    max_texts_per_request: int = Field(default=64, ge=1)
+    max_chars_per_text: int = Field(default=5000, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("models", "providers", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("providers")
+    @classmethod
+    def _providers_not_empty(cls, value: list[Provider]) -> list[Provider]:
+        if not value:
+            raise ValueError("SMALLGLOT_PROVIDERS must name at least one provider")
+        return value
+
+    @model_validator(mode="after")
+    def _batch_fits_queue(self) -> Settings:
+        if self.max_queue_texts < self.max_texts_per_request:
+            raise ValueError(
+                f"SMALLGLOT_MAX_QUEUE_TEXTS ({self.max_queue_texts}) is smaller than "
+                f"SMALLGLOT_MAX_TEXTS_PER_REQUEST ({self.max_texts_per_request}): "
+                "a full-size request could never be queued"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

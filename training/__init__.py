@@ -1,0 +1,1 @@
+"""smallglot offline half: importers, distillation, compression, export to bundles, evaluation."""

@@ -1,0 +1,69 @@
+"""`python -m training <command>`: one entry point for every offline step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _demo_bundle(args: argparse.Namespace) -> int:
+    from training.demo import build_demo_bundle
+
+    started = time.perf_counter()
+    print(f"building demo bundle {args.name!r} in {args.out} ...", flush=True)
+    manifest = build_demo_bundle(
+        args.out,
+        name=args.name,
+        task=args.task,
+        language=args.language,
+        labels=tuple(args.labels.split(",")),
+        max_length=args.max_length,
+        seed=args.seed,
+        variants=tuple(args.variants.split(",")),
+    )
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(
+        json.dumps(
+            {
+                "bundle": str(args.out),
+                "name": manifest["name"],
+                "variants": manifest["variants"],
+                "parity": manifest["parity"],
+                "size_bytes": size,
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo-bundle", help="build a tiny untrained bundle so the service can start"
+    )
+    demo.add_argument("--out", type=Path, default=Path("models/vi-sentiment-demo"))
+    demo.add_argument("--name", default="vi-sentiment-demo")
+    demo.add_argument("--task", default="sentiment", choices=["sentiment", "classification"])
+    demo.add_argument("--language", default="vi")
+    demo.add_argument("--labels", default="negative,neutral,positive")
+    demo.add_argument("--max-length", type=int, default=128)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--variants", default="fp32,fp16,int8")
+    demo.set_defaults(func=_demo_bundle)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

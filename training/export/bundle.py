@@ -1,0 +1,128 @@
+"""Write a served bundle (`models/<name>/`): ONNX variants, tokenizer, manifest with sha256.
+
+The manifest follows app/manifest.schema.json; the bundle is assembled in a temporary
+directory and moved into place only once parity has passed, so a failed export never leaves
+a half-written bundle where the service would find it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import PreTrainedTokenizerFast
+
+from training.export.onnx import ExportSpec, export_onnx
+from training.export.parity import check_parity
+from training.export.variants import to_fp16, to_int8
+
+VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+
+
+@dataclass
+class BundleSpec:
+    name: str
+    version: str
+    task: str
+    language: str
+    labels: list[str]
+    max_length: int
+    variants: tuple[str, ...] = ("fp32", "fp16", "int8")
+    demo: bool = False
+    description: str = ""
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    evaluation: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if "fp32" not in self.variants:
+            raise ValueError("every bundle needs the fp32 variant")
+        unknown = set(self.variants) - set(VARIANT_FILES)
+        if unknown:
+            raise ValueError(f"unknown variants {sorted(unknown)}; known: {sorted(VARIANT_FILES)}")
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be at least two distinct names, got {self.labels}")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def write_bundle(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerFast,
+    spec: BundleSpec,
+    out_dir: Path,
+    parity_texts: list[str],
+    export: ExportSpec | None = None,
+) -> dict[str, Any]:
+    """Export, check parity, write the manifest; returns the manifest."""
+    export = export or ExportSpec()
+    labels_out = model.config.num_labels  # type: ignore[union-attr]
+    if labels_out != len(spec.labels):
+        raise ValueError(f"model has {labels_out} logits but {len(spec.labels)} labels were given")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as tmp:
+        staging = Path(tmp)
+        paths = {v: staging / VARIANT_FILES[v] for v in spec.variants}
+        export_onnx(model, paths["fp32"], export, vocab_size=len(tokenizer))
+        if "fp16" in paths:
+            to_fp16(paths["fp32"], paths["fp16"])
+        if "int8" in paths:
+            to_int8(paths["fp32"], paths["int8"])
+        tokenizer.save_pretrained(str(staging / "tokenizer"))
+        sequences = [
+            tokenizer(text, truncation=True, max_length=spec.max_length)["input_ids"]
+            for text in parity_texts
+        ]
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        parity = check_parity(model, paths, sequences, export, pad_id)
+        files = {
+            str(p.relative_to(staging)): _sha256(p)
+            for p in sorted(staging.rglob("*"))
+            if p.is_file()
+        }
+        manifest: dict[str, Any] = {
+            "schema_version": 1,
+            "name": spec.name,
+            "version": spec.version,
+            "task": spec.task,
+            "language": spec.language,
+            "labels": spec.labels,
+            "max_length": spec.max_length,
+            "demo": spec.demo,
+            "description": spec.description,
+            "preprocessing": spec.preprocessing,
+            "inputs": list(export.input_names),
+            "output": export.output_name,
+            "variants": {v: VARIANT_FILES[v] for v in spec.variants},
+            "tokenizer": "tokenizer",
+            "provenance": {"commit": _commit(), **spec.provenance},
+            "parity": {v: r.as_dict() for v, r in parity.items()},
+            "evaluation": spec.evaluation,
+            "files": files,
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+        out_dir.chmod(0o755)  # mkdtemp made it private; servers run as other users
+        staging.mkdir()  # TemporaryDirectory cleans up the (now empty) path it created
+    return manifest

@@ -1,0 +1,76 @@
+"""The one export description (names, axes, opset, tolerances) and the torch -> ONNX step."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+    output_name: str = "logits"
+    opset: int = 17
+    # Parity: fp32 must match PyTorch to `atol`; variants are judged on label agreement.
+    atol: float = 1e-4
+    fp16_atol: float = 5e-2
+    min_variant_agreement: float = 0.95
+    batch_sizes: tuple[int, ...] = (1, 2, 8)
+    lengths: tuple[int, ...] = (4, 16, 64)
+    dynamic_axes: dict[str, dict[int, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.input_names[:1] != ("input_ids",):
+            raise ValueError(f"input_names must start with input_ids, got {self.input_names}")
+        if not 7 <= self.opset <= 21:
+            raise ValueError(f"opset {self.opset} is outside the supported range 7..21")
+        if not 0.0 <= self.min_variant_agreement <= 1.0:
+            raise ValueError(
+                f"min_variant_agreement must be in [0, 1], got {self.min_variant_agreement}"
+            )
+        axes = {name: {0: "batch", 1: "sequence"} for name in self.input_names}
+        axes[self.output_name] = {0: "batch"}
+        object.__setattr__(self, "dynamic_axes", axes)
+
+
+class LogitsOnly(nn.Module):
+    """Wraps a Hugging Face classifier so the graph has named tensor inputs and one output."""
+
+    def __init__(self, model: nn.Module, input_names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.input_names = input_names
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        kwargs = dict(zip(self.input_names, inputs, strict=True))
+        logits: torch.Tensor = self.model(**kwargs).logits
+        return logits
+
+
+def export_onnx(model: nn.Module, path: Path, spec: ExportSpec, vocab_size: int) -> None:
+    """Trace `model` to `path` with dynamic batch and sequence axes."""
+    wrapper = LogitsOnly(model, spec.input_names).eval()
+    example_ids = torch.randint(0, vocab_size, (2, 8))
+    examples = {
+        "input_ids": example_ids,
+        "attention_mask": torch.ones_like(example_ids),
+        "token_type_ids": torch.zeros_like(example_ids),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            tuple(examples[name] for name in spec.input_names),
+            str(path),
+            input_names=list(spec.input_names),
+            output_names=[spec.output_name],
+            dynamic_axes=spec.dynamic_axes,
+            opset_version=spec.opset,
+            dynamo=False,
+        )
+    model.eval()  # the exporter restores the wrapper's mode, which is recursive

@@ -1,0 +1,112 @@
+"""Parity between PyTorch and every exported ONNX variant, over a grid of batch sizes and
+lengths built from real token sequences. Every mismatch is collected, then one error names
+them all: a partial report is worth more than the first failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from training.export.onnx import ExportSpec
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+@dataclass
+class VariantParity:
+    variant: str
+    cases: int = 0
+    texts: int = 0
+    max_abs_diff: float = 0.0
+    agreeing: int = 0
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def label_agreement(self) -> float:
+        return self.agreeing / self.texts if self.texts else 1.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "cases": self.cases,
+            "texts": self.texts,
+            "max_abs_diff": round(self.max_abs_diff, 8),
+            "label_agreement": round(self.label_agreement, 6),
+        }
+
+
+def grid_batches(
+    sequences: list[list[int]], spec: ExportSpec, pad_id: int
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(case name, ids, mask) for each batch size x length, cycling through the sequences."""
+    if not sequences:
+        raise ValueError("parity needs at least one token sequence")
+    batches = []
+    offset = 0
+    for size, length in product(spec.batch_sizes, spec.lengths):
+        rows = [sequences[(offset + i) % len(sequences)][:length] for i in range(size)]
+        offset += size
+        width = max(len(r) for r in rows)
+        ids = np.full((size, width), pad_id, dtype=np.int64)
+        mask = np.zeros((size, width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        batches.append((f"batch={size} length<={length}", ids, mask))
+    return batches
+
+
+def _feeds(names: tuple[str, ...], ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    values = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    return {name: values[name] for name in names}
+
+
+def check_parity(
+    model: nn.Module,
+    variants: dict[str, Path],
+    sequences: list[list[int]],
+    spec: ExportSpec,
+    pad_id: int,
+) -> dict[str, VariantParity]:
+    """Compare each variant's logits with PyTorch's; raise ParityError listing every mismatch."""
+    model.eval()
+    batches = grid_batches(sequences, spec, pad_id)
+    reference = []
+    with torch.no_grad():
+        for _, ids, mask in batches:
+            feeds = {k: torch.from_numpy(v) for k, v in _feeds(spec.input_names, ids, mask).items()}
+            reference.append(model(**feeds).logits.float().numpy())
+    reports = {}
+    for variant, path in variants.items():
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        report = VariantParity(variant)
+        for (case, ids, mask), expected in zip(batches, reference, strict=True):
+            got = session.run([spec.output_name], _feeds(spec.input_names, ids, mask))[0]
+            diff = float(np.abs(got - expected).max())
+            agree = int((got.argmax(-1) == expected.argmax(-1)).sum())
+            report.cases += 1
+            report.texts += len(ids)
+            report.agreeing += agree
+            report.max_abs_diff = max(report.max_abs_diff, diff)
+            limit = (
+                spec.atol if variant == "fp32" else spec.fp16_atol if variant == "fp16" else None
+            )
+            if limit is not None and diff > limit:
+                report.mismatches.append(f"{variant} {case}: max |diff| {diff:.3g} > {limit:g}")
+        if variant != "fp32" and report.label_agreement < spec.min_variant_agreement:
+            report.mismatches.append(
+                f"{variant}: label agreement {report.label_agreement:.3f} < "
+                f"{spec.min_variant_agreement:g}"
+            )
+        reports[variant] = report
+    problems = [m for r in reports.values() for m in r.mismatches]
+    if problems:
+        raise ParityError(f"{len(problems)} parity failures:\n  " + "\n  ".join(problems))
+    return reports

@@ -1,0 +1,39 @@
+"""Reduced-precision variants of an exported graph: fp16 for GPUs, dynamic int8 for CPUs."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import onnx
+
+log = logging.getLogger(__name__)
+
+
+def to_fp16(source: Path, target: Path) -> None:
+    """fp16 weights and activations, fp32 inputs and outputs (callers need not change)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(source))
+    converted = convert_float_to_float16(model, keep_io_types=True)
+    onnx.save(converted, str(target))
+
+
+def to_int8(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization of the matrix products; embeddings stay fp32.
+
+    The graph is first optimised and shape-annotated (onnxruntime's recommended
+    pre-processing), which lets the quantizer fuse more of it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(
+            str(prepared),
+            str(target),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+        )
