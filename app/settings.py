@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     sentiment_language: str = "vi"
 
     providers: Annotated[list[Provider], NoDecode] = Field(
-        default_factory=lambda: ["cuda", "cpu"],
+        default_factory=lambda: list[Provider](["cuda", "cpu"]),
         description="Execution providers in order of preference; CPU is always the fallback.",
     )
     intra_op_threads: int = Field(default=0, ge=0, description="0 lets onnxruntime choose.")

@@ -61,7 +61,7 @@ class TextEncoder:
 
     def _prepare(self, text: str) -> str:
         if self._normal_form:
-            text = unicodedata.normalize(self._normal_form, text)  # type: ignore[arg-type]
+            text = unicodedata.normalize(self._normal_form, text)
         return text.lower() if self._lowercase else text
 
     def encode(self, texts: list[str], truncate: bool) -> list[Encoded]:

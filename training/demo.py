@@ -127,8 +127,8 @@ def tiny_classifier(
         num_attention_heads=4,
         intermediate_size=hidden * 2,
         max_position_embeddings=max_length,
-        num_labels=num_labels,
     )
+    config.num_labels = num_labels
     return BertForSequenceClassification(config).eval()
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_
 from app.errors import InvalidInput
 from app.settings import Settings
 
-_SENTIMENT_EXAMPLES = [
+_SENTIMENT_EXAMPLES: list[Any] = [
     {"text": "Sản phẩm rất tốt, giao hàng nhanh."},
     {"texts": ["Món ăn ngon tuyệt!", "Phục vụ quá chậm, tôi sẽ không quay lại."], "truncate": True},
 ]

@@ -1,0 +1,45 @@
+# Two entry points: `make serve` and `make test`. Each builds the virtual env on first use.
+VENV ?= .venv
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_BUNDLE ?= models/vi-sentiment-demo
+PYTEST_ARGS ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test test-fast lint bundle bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[serve,train,dev]'
+	touch $@
+
+# A bundle must exist before the service starts: build the untrained demo when none does.
+bundle: $(STAMP)
+	@if ls models/*/manifest.json >/dev/null 2>&1; then \
+		echo "bundles present: $$(ls -d models/*/ | tr '\n' ' ')"; \
+	else \
+		$(PY) -m training demo-bundle --out $(DEMO_BUNDLE); \
+	fi
+
+serve: bundle
+	$(VENV)/bin/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app training
+
+bench: bundle
+	$(PY) benchmarks/serving.py --bundle $(DEMO_BUNDLE)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,196 @@
+"""The dynamic batcher against a fake model that echoes each row's first token."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from app.batching import BatchConfig, Batcher, pad, plan_runs
+from app.errors import DeadlineExceeded, InferenceFailed, QueueFull, ShuttingDown
+from app.metrics import Metrics
+
+
+class EchoModel:
+    """logits[i] = [first token of row i, real length of row i]; records every call."""
+
+    def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.delay_s = delay_s
+        self.fail = fail
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.gate.wait(5)
+        self.calls.append(ids.shape)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError("secret internal detail")
+        return np.stack([ids[:, 0], mask.sum(1)], axis=1).astype(np.float32)
+
+
+def rows(*specs: tuple[int, int]) -> list[np.ndarray]:
+    """(token, length) -> a row of `length` copies of `token`."""
+    return [np.full(length, token, dtype=np.int64) for token, length in specs]
+
+
+def make(model: EchoModel, **config: float) -> Batcher:
+    batcher = Batcher("m", model, pad_id=0, config=BatchConfig(**config), metrics=Metrics())  # type: ignore[arg-type]
+    batcher.start()
+    return batcher
+
+
+async def test_flush_at_max_batch_size() -> None:
+    model = EchoModel()
+    batcher = make(model, max_batch_size=4, max_wait_s=5.0, min_run=100)
+    started = time.perf_counter()
+    out = await batcher.run(rows(*[(t, 3) for t in range(1, 5)]), timeout_s=5)
+    assert time.perf_counter() - started < 1.0  # did not wait for max_wait
+    assert model.calls == [(4, 3)]
+    assert [int(o[0]) for o in out] == [1, 2, 3, 4]
+    await batcher.stop()
+
+
+async def test_flush_at_max_batch_tokens() -> None:
+    model = EchoModel()
+    batcher = make(model, max_batch_size=100, max_batch_tokens=20, max_wait_s=5.0, min_run=100)
+    started = time.perf_counter()
+    out = await batcher.run(rows(*[(t, 10) for t in range(1, 5)]), timeout_s=5)
+    assert time.perf_counter() - started < 1.0
+    assert model.calls == [(2, 10), (2, 10)]  # 2 x 10 padded tokens per batch
+    assert [int(o[0]) for o in out] == [1, 2, 3, 4]
+    await batcher.stop()
+
+
+async def test_flush_after_max_wait() -> None:
+    model = EchoModel()
+    batcher = make(model, max_batch_size=64, max_wait_s=0.15)
+    started = time.perf_counter()
+    out = await batcher.run(rows((7, 2)), timeout_s=5)
+    waited = time.perf_counter() - started
+    assert 0.14 <= waited < 1.0
+    assert int(out[0][0]) == 7
+    await batcher.stop()
+
+
+async def test_order_kept_under_concurrency_with_random_lengths() -> None:
+    model = EchoModel(delay_s=0.002)
+    batcher = make(model, max_batch_size=8, max_batch_tokens=200, max_wait_s=0.002)
+    rng = random.Random(0)
+
+    async def client(cid: int) -> None:
+        count = rng.randint(1, 12)
+        specs = [(cid * 100 + i, rng.randint(1, 40)) for i in range(count)]
+        await asyncio.sleep(rng.random() * 0.01)
+        out = await batcher.run(rows(*specs), timeout_s=10)
+        assert [(int(o[0]), int(o[1])) for o in out] == specs
+
+    await asyncio.gather(*(client(c) for c in range(1, 41)))
+    assert len(model.calls) > 1
+    assert all(b <= 8 and b * s <= 200 for b, s in model.calls if b > 1)
+    assert batcher.depth == 0
+    await batcher.stop()
+
+
+async def test_request_larger_than_a_batch_is_split_and_reassembled() -> None:
+    model = EchoModel()
+    batcher = make(model, max_batch_size=3, max_wait_s=0.001)
+    specs = [(t, 1 + t % 5) for t in range(1, 11)]
+    out = await batcher.run(rows(*specs), timeout_s=5)
+    assert [(int(o[0]), int(o[1])) for o in out] == specs
+    assert sum(b for b, _ in model.calls) == 10
+    await batcher.stop()
+
+
+async def test_queue_full_is_refused_at_once_with_retry_after() -> None:
+    model = EchoModel()
+    model.gate.clear()  # hold the worker so the queue fills
+    batcher = make(model, max_batch_size=2, max_wait_s=0.0, max_queue=4, retry_after_s=3)
+    first = asyncio.create_task(batcher.run(rows((1, 1), (2, 1)), timeout_s=5))
+    await asyncio.sleep(0.05)  # taken by the worker, which now blocks
+    queued = asyncio.create_task(batcher.run(rows((3, 1), (4, 1), (5, 1)), timeout_s=5))
+    await asyncio.sleep(0.01)
+    with pytest.raises(QueueFull) as info:
+        batcher.submit(rows((6, 1), (7, 1)))  # 3 + 2 > 4: refused whole, nothing queued
+    assert info.value.headers["Retry-After"] == "3"
+    assert batcher.depth == 3
+    model.gate.set()
+    assert [int(o[0]) for o in await first] == [1, 2]
+    assert [int(o[0]) for o in await queued] == [3, 4, 5]
+    await batcher.stop()
+
+
+async def test_failing_batch_fails_every_waiting_request() -> None:
+    model = EchoModel(fail=True)
+    batcher = make(model, max_batch_size=8, max_wait_s=0.01)
+    results = await asyncio.gather(
+        batcher.run(rows((1, 2)), timeout_s=5),
+        batcher.run(rows((2, 2), (3, 2)), timeout_s=5),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, InferenceFailed) for r in results)
+    assert "secret" not in str(results[0])
+    model.fail = False  # the worker survives a failed batch
+    assert int((await batcher.run(rows((4, 2)), timeout_s=5))[0][0]) == 4
+    await batcher.stop()
+
+
+async def test_cancelled_caller_does_not_break_its_batch() -> None:
+    model = EchoModel(delay_s=0.05)
+    batcher = make(model, max_batch_size=8, max_wait_s=0.02)
+    leaving = asyncio.create_task(batcher.run(rows((1, 3), (2, 3)), timeout_s=5))
+    staying = asyncio.create_task(batcher.run(rows((3, 3)), timeout_s=5))
+    await asyncio.sleep(0.005)
+    leaving.cancel()
+    assert int((await staying)[0][0]) == 3
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert batcher.depth == 0
+    await batcher.stop()
+
+
+async def test_deadline_gives_deadline_exceeded_and_frees_the_queue() -> None:
+    model = EchoModel()
+    model.gate.clear()
+    batcher = make(model, max_batch_size=1, max_wait_s=0.0)
+    blocker = asyncio.create_task(batcher.run(rows((1, 1)), timeout_s=5))
+    await asyncio.sleep(0.02)
+    with pytest.raises(DeadlineExceeded, match="did not answer within 0.05 s"):
+        await batcher.run(rows((2, 1), (3, 1)), timeout_s=0.05)
+    assert batcher.depth == 0
+    model.gate.set()
+    await blocker
+    await batcher.stop()
+
+
+async def test_stop_drains_queued_work_then_refuses() -> None:
+    model = EchoModel(delay_s=0.02)
+    batcher = make(model, max_batch_size=2, max_wait_s=0.0)
+    pending = asyncio.create_task(batcher.run(rows(*[(t, 2) for t in range(1, 7)]), timeout_s=5))
+    await asyncio.sleep(0.001)
+    await batcher.stop(drain_timeout_s=5)
+    assert [int(o[0]) for o in await pending] == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ShuttingDown):
+        batcher.submit(rows((9, 1)))
+
+
+def test_plan_runs_groups_similar_lengths() -> None:
+    lengths = [3, 100, 4, 90, 5, 3, 120, 6]
+    runs = plan_runs(lengths, split_ratio=2.0, min_run=2)
+    assert sorted(i for run in runs for i in run) == list(range(8))
+    assert [[lengths[i] for i in run] for run in runs] == [[3, 3, 4, 5, 6], [90, 100, 120]]
+    assert plan_runs(lengths, split_ratio=2.0, min_run=100) == [
+        sorted(range(8), key=lengths.__getitem__)
+    ]
+
+
+def test_pad_builds_ids_and_mask() -> None:
+    ids, mask = pad(rows((5, 2), (6, 4)), pad_id=9)
+    assert ids.tolist() == [[5, 5, 9, 9], [6, 6, 6, 6]]
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
