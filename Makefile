@@ -25,7 +25,7 @@ bundle: $(STAMP)
 	fi
 
 serve: bundle
-	$(VENV)/bin/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT)
+	$(PY) -m app --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

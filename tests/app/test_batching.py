@@ -161,7 +161,7 @@ async def test_deadline_gives_deadline_exceeded_and_frees_the_queue() -> None:
     batcher = make(model, max_batch_size=1, max_wait_s=0.0)
     blocker = asyncio.create_task(batcher.run(rows((1, 1)), timeout_s=5))
     await asyncio.sleep(0.02)
-    with pytest.raises(DeadlineExceeded, match="did not answer within 0.05 s"):
+    with pytest.raises(DeadlineExceeded, match=r"did not answer within 0\.05 s"):
         await batcher.run(rows((2, 1), (3, 1)), timeout_s=0.05)
     assert batcher.depth == 0
     model.gate.set()

@@ -1,0 +1,123 @@
+"""Export to a bundle: parity over the grid, variants, manifest, atomic write, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from app.bundle import load_bundle, manifest_schema
+from training.cli import main
+from training.demo import SAMPLE_TEXTS, build_char_tokenizer, tiny_classifier
+from training.export import BundleSpec, ExportSpec, ParityError, write_bundle
+from training.export.onnx import export_onnx
+from training.export.parity import check_parity, grid_batches
+
+
+def test_manifest_follows_the_schema_and_lists_every_file(built: dict[str, Path]) -> None:
+    path = built["vi-sentiment"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    jsonschema.validate(manifest, manifest_schema())
+    on_disk = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == on_disk - {"manifest.json"}
+    assert set(manifest["parity"]) == {"fp32", "fp16", "int8"}
+    assert manifest["parity"]["fp32"]["max_abs_diff"] < 1e-4
+    assert manifest["parity"]["fp32"]["label_agreement"] == 1.0
+    assert manifest["parity"]["fp32"]["cases"] == 6  # 3 batch sizes x 2 lengths
+    assert load_bundle(path).manifest.inputs == ("input_ids", "attention_mask")
+
+
+def test_parity_reports_every_mismatch(tmp_path: Path) -> None:
+    tokenizer = build_char_tokenizer()
+    model = tiny_classifier(len(tokenizer), 3, 32, seed=0, hidden=32, layers=1)
+    other = tiny_classifier(len(tokenizer), 3, 32, seed=1, hidden=32, layers=1)
+    spec = ExportSpec(batch_sizes=(1, 2), lengths=(4, 8))
+    export_onnx(other, tmp_path / "other.onnx", spec, vocab_size=len(tokenizer))
+    sequences = [tokenizer(t)["input_ids"] for t in SAMPLE_TEXTS]
+    with pytest.raises(ParityError) as info:
+        check_parity(model, {"fp32": tmp_path / "other.onnx"}, sequences, spec, pad_id=0)
+    message = str(info.value)
+    assert message.startswith("4 parity failures")
+    for case in (
+        "batch=1 length<=4",
+        "batch=1 length<=8",
+        "batch=2 length<=4",
+        "batch=2 length<=8",
+    ):
+        assert case in message
+
+
+def test_failed_export_leaves_no_bundle(tmp_path: Path) -> None:
+    tokenizer = build_char_tokenizer()
+    model = tiny_classifier(len(tokenizer), 3, 32, seed=0, hidden=32, layers=1)
+    spec = BundleSpec(
+        name="x",
+        version="1",
+        task="sentiment",
+        language="vi",
+        labels=["a", "b", "c"],
+        max_length=32,
+        variants=("fp32", "int8"),
+    )
+    strict = ExportSpec(min_variant_agreement=1.0, atol=0.0, lengths=(4,), batch_sizes=(1,))
+    with pytest.raises(ParityError):
+        write_bundle(model, tokenizer, spec, tmp_path / "x", SAMPLE_TEXTS, strict)
+    assert not (tmp_path / "x").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_grid_batches_pad_real_sequences() -> None:
+    spec = ExportSpec(batch_sizes=(2,), lengths=(3,))
+    ((name, ids, mask),) = grid_batches([[1, 2, 3, 4], [5]], spec, pad_id=0)
+    assert name == "batch=2 length<=3"
+    assert ids.tolist() == [[1, 2, 3], [5, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"variants": ("int8",)}, "every bundle needs the fp32 variant"),
+        ({"variants": ("fp32", "bf16")}, "unknown variants ['bf16']"),
+        ({"labels": ["a", "a"]}, "labels must be at least two distinct names"),
+    ],
+)
+def test_bundle_spec_names_bad_values(kwargs: dict[str, object], message: str) -> None:
+    base: dict[str, object] = {
+        "name": "x",
+        "version": "1",
+        "task": "sentiment",
+        "language": "vi",
+        "labels": ["a", "b"],
+        "max_length": 8,
+    }
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        BundleSpec(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def test_export_spec_names_bad_values() -> None:
+    with pytest.raises(ValueError, match="must start with input_ids"):
+        ExportSpec(input_names=("attention_mask",))
+    with pytest.raises(ValueError, match="opset 3"):
+        ExportSpec(opset=3)
+
+
+def test_demo_bundle_cli_builds_a_loadable_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo-bundle", "--out", str(out), "--variants", "fp32"]) == 0
+    summary = json.loads(capsys.readouterr().out.split("...\n", 1)[1])
+    assert summary["name"] == "vi-sentiment-demo"
+    manifest = load_bundle(out).manifest
+    assert manifest.demo is True
+    assert "UNTRAINED DEMO" in (manifest.description or "")
+    assert manifest.labels == ("negative", "neutral", "positive")
+
+
+def test_cli_reports_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo-bundle", "--out", str(tmp_path / "d"), "--labels", "only"])
+    assert code == 2
+    assert "labels must be at least two distinct names" in capsys.readouterr().err
