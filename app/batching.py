@@ -36,6 +36,7 @@ class BatchConfig:
     max_wait_s: float = 0.005
     max_queue: int = 2048
     retry_after_s: int = 1
+    workers: int = 1  # batches running in parallel (threads calling the model)
     split_ratio: float = 2.0  # start a new run when a text is this many times the run's shortest
     min_run: int = 4  # ... but never make runs shorter than this
 
@@ -45,6 +46,12 @@ class _Pending:
     ids: np.ndarray
     future: asyncio.Future[np.ndarray]
     enqueued: float
+
+
+def _consume(future: asyncio.Future[list[np.ndarray]]) -> None:
+    """Mark a gather's outcome as seen: its caller may have left (deadline, disconnect)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def plan_runs(lengths: Sequence[int], split_ratio: float, min_run: int) -> list[list[int]]:
@@ -87,9 +94,13 @@ class Batcher:
         self._metrics = metrics
         self._queue: deque[_Pending] = deque()
         self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
+        self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=f"infer-{name}")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # One batch more than there are workers: the next batch waits behind the running
+        # ones, so no worker idles while the event loop answers the last batch's callers.
+        self._slots = asyncio.Semaphore(config.workers + 1)
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def depth(self) -> int:
@@ -110,7 +121,9 @@ class Batcher:
                 await asyncio.wait_for(asyncio.shield(self._task), drain_timeout_s)
             except TimeoutError:
                 self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
+                for task in list(self._running):
+                    task.cancel()
+                await asyncio.gather(self._task, *self._running, return_exceptions=True)
             self._task = None
         self._fail(list(self._queue), ShuttingDown(f"model {self.name!r} is shutting down"))
         self._queue.clear()
@@ -145,8 +158,10 @@ class Batcher:
     async def run(self, rows: Sequence[np.ndarray], timeout_s: float) -> list[np.ndarray]:
         """Logits for each row, in order. Raises QueueFull, DeadlineExceeded, InferenceFailed."""
         futures = self.submit(rows)
+        gathered = asyncio.gather(*futures)
+        gathered.add_done_callback(_consume)
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout_s))
+            return list(await asyncio.wait_for(gathered, timeout_s))
         except TimeoutError:
             if self._metrics:
                 self._metrics.rejected.labels("deadline").inc()
@@ -212,11 +227,21 @@ class Batcher:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
                 except TimeoutError:
                     break
+            await self._slots.acquire()
             batch = self._take()
             if not self._queue:
                 self._arrived.clear()
-            if batch:
-                await self._execute(batch)
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slots.release()
 
     async def _execute(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()

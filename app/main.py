@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.api.deps import Service
 from app.api.routes import health, models, predict
 from app.errors import install_error_handlers
 from app.metrics import Metrics
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(settings.tokenizer_threads, thread_name_prefix="tokenize")
-        app.state.tokenizer_pool = pool
+        app.state.service = Service(settings, registry, metrics, pool)
         await registry.load()
         try:
             yield
@@ -52,9 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.registry = registry
+    app.state.service = Service(settings, registry, metrics, None)
     app.state.shutting_down = False
     install_error_handlers(app)
     for module in (predict, models, health):

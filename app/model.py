@@ -102,6 +102,7 @@ class ServedModel:
             max_wait_s=settings.max_wait_ms / 1000,
             max_queue=settings.max_queue_texts,
             retry_after_s=settings.retry_after_s,
+            workers=settings.inference_workers or self.runtime.default_workers(),
         )
         self.batcher = Batcher(self.key, self.runtime.infer, self.encoder.pad_id, config, metrics)
         self.batcher.start()

@@ -4,6 +4,7 @@ binding on GPU, and the warm-up run that proves the graph answers with one logit
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,9 @@ class OrtModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = settings.intra_op_threads
         options.inter_op_num_threads = settings.inter_op_threads
+        spin = "1" if settings.allow_spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         path = bundle.variant_path(variant)
@@ -97,6 +101,10 @@ class OrtModel:
             raise BundleError(
                 bundle.name, f"{path.name} cannot be loaded by onnxruntime: {exc}"
             ) from exc
+
+    def default_workers(self) -> int:
+        """One batch at a time on a GPU; on a CPU, one single-threaded batch per core."""
+        return 1 if self._device == "cuda" else max(1, os.cpu_count() or 1)
 
     def _check_inputs(self) -> tuple[str, ...]:
         graph_inputs = [i.name for i in self._session.get_inputs()]

@@ -41,8 +41,23 @@ class Settings(BaseSettings):
         default_factory=lambda: list[Provider](["cuda", "cpu"]),
         description="Execution providers in order of preference; CPU is always the fallback.",
     )
-    intra_op_threads: int = Field(default=0, ge=0, description="0 lets onnxruntime choose.")
+    intra_op_threads: int = Field(
+        default=1,
+        ge=0,
+        description="Threads inside one inference (0: onnxruntime's choice). One thread per "
+        "batch and several batches in parallel uses a CPU best.",
+    )
+    inference_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Batches run in parallel per model; 0: one per CPU core on CPU, 1 on GPU.",
+    )
     inter_op_threads: int = Field(default=1, ge=0)
+    allow_spinning: bool = Field(
+        default=False,
+        description="Let onnxruntime's idle threads spin: faster alone, slower when they "
+        "compete with the HTTP stack for the same cores.",
+    )
     use_fp16: bool = True
     use_int8: bool = True
     io_binding: Literal["auto", "on", "off"] = "auto"

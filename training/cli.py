@@ -23,6 +23,9 @@ def _demo_bundle(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         seed=args.seed,
         variants=tuple(args.variants.split(",")),
+        preset=args.preset,
+        corpus=args.corpus,
+        vocab_size=args.vocab_size,
     )
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(
@@ -56,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-length", type=int, default=128)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--variants", default="fp32,fp16,int8")
+    demo.add_argument(
+        "--preset", default="tiny", help="model shape: tiny (default) or minilm (6 x 384)"
+    )
+    demo.add_argument("--corpus", type=Path, help="learn a subword vocabulary from this text file")
+    demo.add_argument("--vocab-size", type=int, default=8000)
     demo.set_defaults(func=_demo_bundle)
     return parser
 

@@ -6,11 +6,13 @@ noise, and its manifest says so (`demo: true`)."""
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
@@ -69,21 +71,22 @@ SAMPLE_TEXTS = [
 ]
 
 
+def _alphabet() -> list[str]:
+    latin = "".join(chr(c) for c in range(0xDF, 0x250) if chr(c).islower())
+    return sorted(
+        set(string.ascii_lowercase + string.digits + string.punctuation + latin + _VIETNAMESE)
+    )
+
+
 def char_vocabulary(words: list[str] | None = None) -> dict[str, int]:
     """Special tokens, every character a Latin or Vietnamese text needs (word-initial and
     `##`-continuation), and optional whole words: no Latin-script text maps to [UNK]."""
-    latin = "".join(chr(c) for c in range(0xDF, 0x250) if chr(c).islower())
-    chars = sorted(
-        set(string.ascii_lowercase + string.digits + string.punctuation + latin + _VIETNAMESE)
-    )
+    chars = _alphabet()
     tokens = SPECIAL + chars + [f"##{c}" for c in chars] + sorted(set(words or []))
     return {token: index for index, token in enumerate(dict.fromkeys(tokens))}
 
 
-def build_char_tokenizer(
-    words: list[str] | None = None, max_length: int = 128
-) -> PreTrainedTokenizerFast:
-    vocab = char_vocabulary(words)
+def _skeleton(vocab: dict[str, int]) -> Tokenizer:
     tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     tok.normalizer = normalizers.Sequence(
         [
@@ -94,12 +97,17 @@ def build_char_tokenizer(
         ]
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    return tok
+
+
+def _wrap(tok: Tokenizer, max_length: int) -> PreTrainedTokenizerFast:
+    vocab = tok.get_vocab()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
-    tok.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="[UNK]",
@@ -111,6 +119,44 @@ def build_char_tokenizer(
     )
 
 
+def build_char_tokenizer(
+    words: list[str] | None = None, max_length: int = 128
+) -> PreTrainedTokenizerFast:
+    return _wrap(_skeleton(char_vocabulary(words)), max_length)
+
+
+def train_tokenizer(
+    lines: Iterable[str], vocab_size: int, max_length: int = 128
+) -> PreTrainedTokenizerFast:
+    """A subword WordPiece vocabulary learnt from `lines` (realistic token counts), over the
+    same full alphabet, so unseen characters still never become [UNK]."""
+    tok = _skeleton(char_vocabulary())
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL,
+        initial_alphabet=_alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(lines, trainer=trainer)
+    return _wrap(tok, max_length)
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+
+
+# `minilm` has the shape of all-MiniLM-L6-v2, for benchmarks that should cost what a real
+# model costs.
+PRESETS = {
+    "tiny": Shape(hidden=64, layers=2, heads=4, intermediate=128),
+    "minilm": Shape(hidden=384, layers=6, heads=12, intermediate=1536),
+}
+
+
 def tiny_classifier(
     vocab_size: int,
     num_labels: int,
@@ -118,18 +164,27 @@ def tiny_classifier(
     seed: int = 0,
     hidden: int = 64,
     layers: int = 2,
+    heads: int = 4,
+    intermediate: int | None = None,
 ) -> BertForSequenceClassification:
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=vocab_size,
         hidden_size=hidden,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        intermediate_size=hidden * 2,
+        num_attention_heads=heads,
+        intermediate_size=intermediate or hidden * 2,
         max_position_embeddings=max_length,
     )
     config.num_labels = num_labels
     return BertForSequenceClassification(config).eval()
+
+
+def read_corpus(path: Path, limit: int) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus {path} does not exist")
+    with path.open(encoding="utf-8") as handle:
+        return [line.strip() for line, _ in zip(handle, range(limit), strict=False) if line.strip()]
 
 
 def build_demo_bundle(
@@ -141,9 +196,29 @@ def build_demo_bundle(
     max_length: int = 128,
     seed: int = 0,
     variants: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    preset: str = "tiny",
+    corpus: Path | None = None,
+    vocab_size: int = 8000,
 ) -> dict[str, Any]:
-    tokenizer = build_char_tokenizer(_WORDS, max_length)
-    model = tiny_classifier(len(tokenizer), len(labels), max_length, seed)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    shape = PRESETS[preset]
+    if corpus is None:
+        tokenizer = build_char_tokenizer(_WORDS, max_length)
+        vocabulary = "characters and a few words"
+    else:
+        tokenizer = train_tokenizer(read_corpus(corpus, 20_000), vocab_size, max_length)
+        vocabulary = f"WordPiece ({len(tokenizer)} tokens) learnt from {corpus.name}"
+    model = tiny_classifier(
+        len(tokenizer),
+        len(labels),
+        max_length,
+        seed,
+        shape.hidden,
+        shape.layers,
+        shape.heads,
+        shape.intermediate,
+    )
     spec = BundleSpec(
         name=name,
         version=f"0.0.0-demo.{seed}",
@@ -155,7 +230,12 @@ def build_demo_bundle(
         demo=True,
         description="UNTRAINED DEMO: random weights, predictions are noise. It exists so the "
         "service starts before a trained bundle is built.",
-        provenance={"method": "random initialisation (demo)", "seed": seed},
+        provenance={
+            "method": "random initialisation (demo)",
+            "seed": seed,
+            "shape": preset,
+            "vocabulary": vocabulary,
+        },
     )
     # Random logits sit close together, so reduced-precision variants may flip labels:
     # agreement is recorded, not enforced, for a demo.

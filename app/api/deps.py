@@ -1,8 +1,12 @@
-"""Typed dependencies: routes ask for what they need; tests build apps with their own."""
+"""Typed dependencies: routes ask for what they need; tests build apps with their own.
+
+One `async` dependency carries the service's parts: FastAPI resolves it inline, once per
+request, instead of solving (or thread-hopping for) one dependency per part."""
 
 from __future__ import annotations
 
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,26 +16,17 @@ from app.registry import Registry
 from app.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+@dataclass(frozen=True)
+class Service:
+    settings: Settings
+    registry: Registry
+    metrics: Metrics
+    tokenizer_pool: Executor | None
 
 
-def _registry(request: Request) -> Registry:
-    registry: Registry = request.app.state.registry
-    return registry
+async def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
 
 
-def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-def _tokenizer_pool(request: Request) -> Executor | None:
-    return getattr(request.app.state, "tokenizer_pool", None)
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-RegistryDep = Annotated[Registry, Depends(_registry)]
-MetricsDep = Annotated[Metrics, Depends(_metrics)]
-TokenizerPoolDep = Annotated[Executor | None, Depends(_tokenizer_pool)]
+ServiceDep = Annotated[Service, Depends(_service)]

@@ -111,18 +111,33 @@ async def test_request_larger_than_a_batch_is_split_and_reassembled() -> None:
 async def test_queue_full_is_refused_at_once_with_retry_after() -> None:
     model = EchoModel()
     model.gate.clear()  # hold the worker so the queue fills
-    batcher = make(model, max_batch_size=2, max_wait_s=0.0, max_queue=4, retry_after_s=3)
-    first = asyncio.create_task(batcher.run(rows((1, 1), (2, 1)), timeout_s=5))
-    await asyncio.sleep(0.05)  # taken by the worker, which now blocks
+    batcher = make(model, max_batch_size=1, max_wait_s=0.0, max_queue=3, retry_after_s=3)
+    running = asyncio.create_task(batcher.run(rows((1, 1)), timeout_s=5))
+    await asyncio.sleep(0.02)
+    waiting = asyncio.create_task(batcher.run(rows((2, 1)), timeout_s=5))  # next, behind it
+    await asyncio.sleep(0.02)
     queued = asyncio.create_task(batcher.run(rows((3, 1), (4, 1), (5, 1)), timeout_s=5))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.02)
+    assert batcher.depth == 3
     with pytest.raises(QueueFull) as info:
-        batcher.submit(rows((6, 1), (7, 1)))  # 3 + 2 > 4: refused whole, nothing queued
+        batcher.submit(rows((6, 1)))  # 3 + 1 > 3: refused at once, nothing queued
     assert info.value.headers["Retry-After"] == "3"
+    assert info.value.details == {"queued": 3, "limit": 3}
     assert batcher.depth == 3
     model.gate.set()
-    assert [int(o[0]) for o in await first] == [1, 2]
+    assert [int(o[0]) for o in await running] == [1]
+    assert [int(o[0]) for o in await waiting] == [2]
     assert [int(o[0]) for o in await queued] == [3, 4, 5]
+    await batcher.stop()
+
+
+async def test_parallel_workers_run_batches_at_once() -> None:
+    model = EchoModel(delay_s=0.2)
+    batcher = make(model, max_batch_size=2, max_wait_s=0.0, workers=3)
+    started = time.perf_counter()
+    out = await asyncio.gather(*(batcher.run(rows((t, 2), (t, 2)), timeout_s=5) for t in range(3)))
+    assert time.perf_counter() - started < 0.5  # three 0.2 s batches, not one after another
+    assert [[int(o[0]) for o in pair] for pair in out] == [[0, 0], [1, 1], [2, 2]]
     await batcher.stop()
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import MetricsDep, RegistryDep
+from app.api.deps import ServiceDep
 from app.api.schemas import Readiness
 
 router = APIRouter(tags=["operations"])
@@ -19,8 +19,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(request: Request, registry: RegistryDep) -> JSONResponse:
+async def readyz(request: Request, service: ServiceDep) -> JSONResponse:
     """200 only when every configured model is loaded and warmed; else 503 with the reasons."""
+    registry = service.registry
     reasons = registry.not_ready()
     if getattr(request.app.state, "shutting_down", False):
         reasons = {"(service)": "shutting down", **reasons}
@@ -29,5 +30,5 @@ async def readyz(request: Request, registry: RegistryDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(metrics: MetricsDep) -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(service: ServiceDep) -> Response:
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import RegistryDep
+from app.api.deps import ServiceDep
 from app.api.schemas import ModelInfo, ModelList
 from app.model import ServedModel
 
@@ -30,6 +30,6 @@ def describe(served: ServedModel) -> ModelInfo:
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models(registry: RegistryDep) -> ModelList:
+async def list_models(service: ServiceDep) -> ModelList:
     """Every configured model, failed ones included (with the reason)."""
-    return ModelList(models=[describe(m) for m in registry])
+    return ModelList(models=[describe(m) for m in service.registry])
