@@ -7,6 +7,7 @@ while encoding, so running this in a worker thread keeps the event loop free.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,12 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from app.errors import BundleError, InputTooLong
+
+# `tokenizers` parallelises encode_batch over its own thread pool. In the service every core
+# is already busy running inference, and those threads then fight for them: a request's
+# encoding took 150x longer under load than alone. One request's texts are few; encode them
+# on the calling thread. (An explicit setting in the environment still wins.)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 _PAD_CANDIDATES = ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>")
 

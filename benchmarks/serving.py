@@ -159,6 +159,8 @@ def service(
                     str(args.concurrency),
                     "--seconds",
                     str(seconds),
+                    "--texts-per-request",
+                    str(args.texts_per_request),
                 ],
                 capture_output=True,
                 text=True,
@@ -183,6 +185,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="one text per line (default: built-in samples)")
     parser.add_argument("--texts", type=int, default=2000, help="texts to read from --data")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--max-batch-size", type=int, default=32)
@@ -226,7 +229,8 @@ def main() -> None:
     }
     print(
         f"bundle {args.bundle.name}, {len(texts)} texts, batch {args.max_batch_size}, "
-        f"wait {args.max_wait_ms} ms, {args.concurrency} clients, {args.seconds:g} s each, "
+        f"wait {args.max_wait_ms} ms, {args.concurrency} clients x {args.texts_per_request} "
+        f"texts/request, {args.seconds:g} s each, "
         f"{os.cpu_count()} CPUs"
     )
     print(
