@@ -24,6 +24,18 @@ ORT_PROVIDERS: dict[Provider, str] = {
 _GPU = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
 
 
+def preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from pip-installed `nvidia-*` packages when the system has none on its
+    library path (onnxruntime-gpu >= 1.21 knows where those packages put them)."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # a missing library only means CUDA falls back to CPU
+        log.info("could not preload CUDA libraries: %s", exc)
+
+
 def choose_providers(preferred: list[Provider], available: list[str]) -> list[str]:
     """The preferred providers this onnxruntime build has, in order, always ending with CPU."""
     chosen = [ORT_PROVIDERS[p] for p in preferred if ORT_PROVIDERS[p] in available]
@@ -57,6 +69,8 @@ class OrtModel:
     def __init__(self, bundle: Bundle, settings: Settings):
         self.bundle = bundle
         providers = choose_providers(settings.providers, ort.get_available_providers())
+        if providers[0] in _GPU:
+            preload_cuda_libraries()
         variant = choose_variant(bundle, providers[0] in _GPU, settings)
         self._session = self._open(bundle, variant, providers, settings)
         active = self._session.get_providers()[0]
