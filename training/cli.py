@@ -68,6 +68,75 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from training.finetune.config import FinetuneConfig
+    from training.finetune.trainer import Finetuner
+
+    overrides = {
+        "model": args.model,
+        "train": args.train,
+        "val": args.val,
+        "out": args.out,
+        "epochs": args.epochs,
+        "learning_rate": args.lr,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "text_prefix": args.text_prefix,
+        "freeze_embeddings": args.freeze_embeddings or None,
+        "threads": args.threads,
+        "limit": args.limit,
+        "seed": args.seed,
+    }
+    if args.config:
+        config = FinetuneConfig.from_file(args.config, **overrides)
+    else:
+        missing = [k for k in ("model", "train", "val", "out") if overrides[k] is None]
+        if missing:
+            raise ValueError(f"give --config or all of {', '.join('--' + m for m in missing)}")
+        config = FinetuneConfig(**{k: v for k, v in overrides.items() if v is not None})
+    report = Finetuner(config).run()
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in ("steps", "best_val_macro_f1", "seconds", "device", "trainable_parameters")
+            },
+            indent=2,
+        )
+    )
+    print(f"best model: {config.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate.predictors import load_predictor
+    from training.evaluate.run import evaluate_file
+
+    predictor = load_predictor(args.model, args.max_length, args.text_prefix)
+    label_map = (
+        dict(pair.split("=", 1) for pair in args.label_map.split(",")) if args.label_map else None
+    )
+    reports = []
+    for path in args.data:
+        result = evaluate_file(
+            predictor, path, args.text_column, args.label_column, label_map, args.binary
+        )
+        reports.append(result)
+        print(
+            f"{result['dataset']:<24} n={result['n']:<6} accuracy={result['accuracy']:.4f} "
+            f"macro-F1={result['macro_f1']:.4f} tokens/text={result['tokens_per_text']['mean']}"
+            f" truncated={result['truncated_share']:.2%}",
+            flush=True,
+        )
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(
+            json.dumps({"model": str(args.model), "results": reports}, indent=2) + "\n"
+        )
+        print(f"report: {args.report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +173,40 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--data-root", type=Path, help="default: ../shared/data")
     imp.add_argument("--report", type=Path, help="also write the summary here")
     imp.set_defaults(func=_import)
+
+    ft = commands.add_parser("finetune", help="fine-tune a sequence classifier (resumable)")
+    ft.add_argument("--config", type=Path, help="YAML/JSON settings; flags override them")
+    ft.add_argument("--model", help="model directory, minilm, e5-small or a hub name")
+    ft.add_argument("--train", type=Path)
+    ft.add_argument("--val", type=Path)
+    ft.add_argument("--out", type=Path)
+    ft.add_argument("--epochs", type=int)
+    ft.add_argument("--lr", type=float)
+    ft.add_argument("--batch-size", type=int)
+    ft.add_argument("--max-length", type=int)
+    ft.add_argument("--text-prefix")
+    ft.add_argument("--freeze-embeddings", action="store_true")
+    ft.add_argument("--threads", type=int)
+    ft.add_argument("--limit", type=int, help="first N training rows only")
+    ft.add_argument("--seed", type=int)
+    ft.set_defaults(func=_finetune)
+
+    ev = commands.add_parser("evaluate", help="accuracy and macro-F1 per dataset")
+    ev.add_argument("--model", type=Path, required=True, help="model directory or bundle")
+    ev.add_argument("--data", type=Path, nargs="+", required=True, help="CSV/TSV files")
+    ev.add_argument("--text-column", default="text")
+    ev.add_argument("--label-column", default="label")
+    ev.add_argument("--label-map", help="e.g. 0=negative,1=positive")
+    ev.add_argument(
+        "--binary",
+        default="auto",
+        choices=["auto", "drop-absent", "off"],
+        help="auto: drop the logits of labels absent from a dataset",
+    )
+    ev.add_argument("--max-length", type=int, default=128, help="for model directories")
+    ev.add_argument("--text-prefix", default="", help='e.g. "query: " for e5 models')
+    ev.add_argument("--report", type=Path, help="write the JSON report here")
+    ev.set_defaults(func=_evaluate)
     return parser
 
 

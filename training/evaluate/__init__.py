@@ -1,0 +1,1 @@
+"""Per-dataset evaluation of a model directory or a served bundle."""
