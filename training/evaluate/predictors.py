@@ -37,7 +37,9 @@ class TorchPredictor:
         self._torch = torch
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            str(model_dir), dtype=torch.float32
+        )
         self.model = self.model.eval().to(self.device)
         config = self.model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]

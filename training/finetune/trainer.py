@@ -57,6 +57,8 @@ class Finetuner:
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
+            ignore_mismatched_sizes=True,  # a head with other labels is replaced, not kept
+            dtype=torch.float32,  # train in fp32 whatever dtype the checkpoint was saved in
         ).to(self.device)
         if config.freeze_embeddings:
             self.model.base_model.embeddings.word_embeddings.requires_grad_(False)
@@ -119,7 +121,7 @@ class Finetuner:
             schedule.load_state_dict(saved["schedule"])
             state = saved["state"]
             print(f"resuming from step {state['step']} of {total}", flush=True)
-        eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+        eval_every = max(1, -(-steps_per_epoch // cfg.evals_per_epoch))
         torch.manual_seed(cfg.seed + state["step"])
         self.model.train()
         started = time.perf_counter() - state["seconds"]
@@ -141,7 +143,7 @@ class Finetuner:
                 progress.update()
                 progress.set_postfix(loss=f"{np.mean(running[-50:]):.3f}")
                 last = index == len(batches) - 1
-                if state["step"] % eval_every == 0 or last:
+                if (index + 1) % eval_every == 0 or last:
                     self._checkpoint(state, running, epoch, optimizer, schedule, started)
                     running = []
         progress.close()

@@ -1,0 +1,159 @@
+"""Fine-tune and evaluate end to end on a tiny random model and tiny tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.cli import main
+from training.demo import build_char_tokenizer, tiny_classifier
+from training.evaluate.metrics import scores
+from training.finetune.config import FinetuneConfig
+from training.finetune.trainer import Finetuner, length_grouped_batches
+
+LABELS = ["negative", "neutral", "positive"]
+WORDS = {"negative": "bad awful", "neutral": "table chair", "positive": "good great"}
+
+
+def write_tsv(path: Path, rows: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("id\tlabel\ttext\n")
+        for i in range(rows):
+            label = LABELS[i % 3]
+            filler = " ".join(rng.choice(["the", "a", "it", "was"], size=rng.integers(1, 6)))
+            handle.write(f"{i}\t{label}\t{filler} {WORDS[label]}\n")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = build_char_tokenizer(["bad", "awful", "table", "chair", "good", "great"], 64)
+    model = tiny_classifier(len(tokenizer), 2, 64, seed=0, hidden=32, layers=1)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+def test_finetune_learns_saves_best_and_resumes(tiny_model: Path, tmp_path: Path) -> None:
+    write_tsv(tmp_path / "train.tsv", 240, 0)
+    write_tsv(tmp_path / "val.tsv", 60, 1)
+    config = FinetuneConfig(
+        model=str(tiny_model),
+        train=tmp_path / "train.tsv",
+        val=tmp_path / "val.tsv",
+        out=tmp_path / "ft",
+        epochs=4,
+        batch_size=16,
+        learning_rate=3e-3,
+        threads=1,
+    )
+    report = Finetuner(config).run()
+    assert report["steps"] == 4 * 15
+    assert report["best_val_macro_f1"] > 0.9  # the label words are easy to learn
+    assert len(report["history"]) == 8  # two evaluations per epoch
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert saved["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    again = Finetuner(config).run()  # everything was done: resumes at the end
+    assert again["steps"] == report["steps"]
+    assert again["history"] == report["history"]
+    changed = FinetuneConfig(**{**config.__dict__, "learning_rate": 1e-3})
+    with pytest.raises(ValueError, match="made with other settings"):
+        Finetuner(changed).run()
+
+
+def test_evaluate_cli_scores_binary_sets_without_neutral(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_tsv(tmp_path / "train.tsv", 120, 0)
+    write_tsv(tmp_path / "val.tsv", 30, 1)
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(tiny_model),
+                "--train",
+                str(tmp_path / "train.tsv"),
+                "--val",
+                str(tmp_path / "val.tsv"),
+                "--out",
+                str(tmp_path / "ft"),
+                "--epochs",
+                "1",
+                "--lr",
+                "3e-3",
+                "--batch-size",
+                "16",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
+    with (tmp_path / "binary.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["", "text", "label"])
+        writer.writerows([[0, "good great, nice", "positive"], [1, "awful\nbad", "negative"]])
+    report = tmp_path / "report.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "ft"),
+                "--data",
+                str(tmp_path / "binary.csv"),
+                str(tmp_path / "val.tsv"),
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    results = json.loads(report.read_text())["results"]
+    binary, three = results
+    assert binary["n"] == 2
+    assert binary["scored_labels"] == ["negative", "positive"]
+    assert sum(binary["confusion"][i][1] for i in range(3)) == 0  # neutral never predicted
+    assert three["scored_labels"] == LABELS
+    assert three["tokens_per_text"]["mean"] > 3
+    assert 0 <= three["truncated_share"] <= 1
+    assert "accuracy=" in capsys.readouterr().out
+
+
+def test_evaluate_names_unknown_labels(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "odd.tsv").write_text("label\ttext\nmixed\tso so\n")
+    code = main(["evaluate", "--model", str(tiny_model), "--data", str(tmp_path / "odd.tsv")])
+    assert code == 2
+    assert "labels ['mixed'] the model does not know" in capsys.readouterr().err
+
+
+def test_scores_macro_f1_and_confusion() -> None:
+    gold = np.array([0, 0, 1, 2, 2, 2])
+    pred = np.array([0, 1, 1, 2, 2, 0])
+    result = scores(gold, pred, LABELS)
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["confusion"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    f1 = [2 * 0.5 * 0.5 / 1.0, 2 * 0.5 * 1 / 1.5, 2 * 1 * (2 / 3) / (1 + 2 / 3)]
+    assert result["macro_f1"] == pytest.approx(np.mean(f1))
+
+
+def test_length_grouped_batches_cover_everything_once() -> None:
+    lengths = [int(x) for x in np.random.default_rng(0).integers(1, 100, size=1000)]
+    batches = length_grouped_batches(lengths, 32, seed=3)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert batches != length_grouped_batches(lengths, 32, seed=4)
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 20  # sorted within windows: little padding
+
+
+def test_config_names_bad_values(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="learning_rate=5"):
+        FinetuneConfig(model="m", train=tmp_path, val=tmp_path, out=tmp_path, learning_rate=5)
