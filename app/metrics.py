@@ -11,6 +11,16 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _TOKEN_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 _RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+# Every reason `rejected` is counted under, created at 0 so dashboards and alerts see a
+# series (and a rate of 0) before the first rejection.
+REJECTION_REASONS = (
+    "queue_full",
+    "not_ready",
+    "deadline",
+    "body_too_large",
+    "unsupported_media_type",
+    "invalid_utf8",
+)
 
 
 class Metrics:
@@ -41,6 +51,8 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason)
         self.tokenization = Histogram(
             f"{PREFIX}_tokenization_seconds",
             "Time to tokenize one request's texts.",

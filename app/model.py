@@ -85,6 +85,8 @@ class ServedModel:
     def start(self, settings: Settings, metrics: Metrics) -> None:
         """Start the batcher (needs the running event loop) and publish the model's metrics."""
         metrics.model_ready.labels(self.key).set(1 if self.status == "ready" else 0)
+        metrics.queue_depth.labels(self.key).set(0)
+        metrics.truncated.labels(self.key)  # a series at 0 from the start
         if self.status != "ready" or self.runtime is None or self.encoder is None:
             return
         manifest = self.manifest
