@@ -137,6 +137,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kda(args: argparse.Namespace) -> int:
+    from training.kda.config import KDAConfig
+    from training.kda.pipeline import run
+
+    config = KDAConfig.from_file(args.config)
+    if args.out:
+        config.out = args.out
+    report = run(config, export=not args.no_export)
+    keys = (
+        "pairs",
+        "train_pairs",
+        "heldout_pairs",
+        "epochs",
+        "stopped_early",
+        "best_heldout_loss",
+        "heldout_agreement",
+        "trainable_parameters",
+        "seconds",
+        "bundle",
+    )
+    print(json.dumps({k: report[k] for k in keys if k in report}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--text-prefix", default="", help='e.g. "query: " for e5 models')
     ev.add_argument("--report", type=Path, help="write the JSON report here")
     ev.set_defaults(func=_evaluate)
+
+    kda = commands.add_parser("kda", help="KDA: pseudo-label, balance, train, export")
+    kda_commands = kda.add_subparsers(dest="kda_command", required=True)
+    kda_run = kda_commands.add_parser("run", help="every step, resuming finished ones")
+    kda_run.add_argument("config", type=Path, help="YAML/JSON KDA configuration")
+    kda_run.add_argument("--out", type=Path, help="run directory (overrides the config)")
+    kda_run.add_argument("--no-export", action="store_true", help="stop after training")
+    kda_run.set_defaults(func=_kda)
     return parser
 
 

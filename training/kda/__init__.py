@@ -1,0 +1,2 @@
+"""KDA: a frozen source-language teacher taught a target language through frozen target
+embeddings and a small trained adapter, distilled on parallel sentences."""

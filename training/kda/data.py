@@ -1,0 +1,133 @@
+"""Parallel data for KDA: read pairs, pseudo-label the source side with the teacher (its
+probabilities are the training targets), balance the classes, hold part out."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.data import read_table
+from training.kda.config import ParallelFile
+from training.kda.student import TeacherKind, teacher_logits
+
+
+@dataclass
+class Pairs:
+    source: list[str]
+    target: list[str]
+
+
+def read_pairs(files: list[ParallelFile], limit: int | None = None) -> Pairs:
+    """TSV/CSV with a header, or JSONL; empty or duplicate pairs are dropped."""
+    source: list[str] = []
+    target: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for spec in files:
+        if spec.path.suffix == ".jsonl":
+            rows = [
+                json.loads(line)
+                for line in spec.path.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
+            src = [str(r[spec.source_column]) for r in rows]
+            tgt = [str(r[spec.target_column]) for r in rows]
+        else:
+            table = read_table(spec.path, spec.target_column, None)
+            src = read_table(spec.path, spec.source_column, None).texts
+            tgt = table.texts
+        count = 0
+        for s, t in zip(src, tgt, strict=True):
+            s, t = s.strip(), t.strip()
+            if s and t and (s, t) not in seen:
+                seen.add((s, t))
+                source.append(s)
+                target.append(t)
+                count += 1
+                if limit is not None and count >= limit:
+                    break
+    if not source:
+        raise ValueError("the parallel files hold no usable pairs")
+    return Pairs(source, target)
+
+
+@torch.no_grad()
+def pseudo_label(
+    teacher: Any,
+    kind: TeacherKind,
+    tokenizer: Any,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = 128,
+) -> np.ndarray:
+    """The teacher's class probabilities for each source sentence: (n, labels) float32."""
+    teacher.eval()
+    device = next(teacher.parameters()).device
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    probs = np.zeros((len(texts), teacher.config.num_labels), dtype=np.float32)
+    for start in tqdm(range(0, len(order), batch_size), desc="pseudo-label", unit="batch"):
+        rows = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
+            mask[r, : len(encoded[i])] = 1
+        logits = teacher_logits(teacher, kind, mask.to(device), input_ids=ids.to(device))
+        probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return probs
+
+
+def balance(
+    labels: np.ndarray, names: list[str], mode: str | dict[str, int], seed: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Indices to keep, sampled per class: `smallest` (every class down to the rarest one),
+    a count per label name, or `none`. A label the teacher never predicts stays empty.
+    Reports the distribution before and after."""
+    rng = random.Random(seed)
+    before = Counter(names[i] for i in labels)
+    by_class = {name: [i for i, y in enumerate(labels) if names[y] == name] for name in names}
+    if mode == "none":
+        keep = list(range(len(labels)))
+    else:
+        if mode == "smallest":  # the rarest class the teacher predicts at all
+            smallest = min((len(v) for v in by_class.values() if v), default=0)
+            wanted = {name: smallest for name in names}
+        elif isinstance(mode, dict):
+            unknown = set(mode) - set(names)
+            if unknown:
+                raise ValueError(f"balance names labels {sorted(unknown)} not in {names}")
+            wanted = {name: int(mode.get(name, len(by_class[name]))) for name in names}
+        else:
+            raise ValueError(f"unknown balance mode {mode!r}")
+        keep = []
+        for name in names:
+            pool = by_class[name]
+            keep += rng.sample(pool, min(wanted[name], len(pool)))
+    rng.shuffle(keep)
+    if len(keep) < 2:
+        raise ValueError(
+            f"balancing ({mode}) leaves {len(keep)} pairs of {len(labels)}: "
+            f"pseudo-labels were {dict(before)}"
+        )
+    after = Counter(names[labels[i]] for i in keep)
+    report = {
+        "mode": mode,
+        "before": {n: before.get(n, 0) for n in names},
+        "after": {n: after.get(n, 0) for n in names},
+    }
+    return np.array(keep, dtype=np.int64), report
+
+
+def split_heldout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    cut = max(1, round(n * fraction))
+    return np.sort(order[cut:]), np.sort(order[:cut])

@@ -1,0 +1,149 @@
+"""`python -m training kda run CONFIG`: pseudo-label -> balance -> train -> export.
+
+Every step leaves its result in the run directory (`pseudo-labels.npz`, `balance.json`,
+`kda-checkpoint.pt`, `adapter.safetensors`, `kda-report.json`), so a rerun picks up where the
+last one stopped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+from training.export import BundleSpec, ExportSpec, write_bundle
+from training.kda.config import KDAConfig
+from training.kda.data import balance, pseudo_label, read_pairs, split_heldout
+from training.kda.student import KDAStudent, teacher_kind
+from training.kda.train import FitSettings, fit
+
+
+def _digest(config: KDAConfig) -> str:
+    parts = [config.teacher, str(config.max_length), str(config.limit)]
+    parts += [f"{p.path}:{p.path.stat().st_size}:{p.source_column}" for p in config.parallel]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def load_target(path: str) -> tuple[Any, torch.Tensor]:
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path, dtype=torch.float32)
+    return tokenizer, model.get_input_embeddings().weight.detach().clone()
+
+
+def run(config: KDAConfig, export: bool = True) -> dict[str, Any]:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kda-config.json").write_text(json.dumps(config.to_json(), indent=2))
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        config.teacher, dtype=torch.float32
+    )
+    kind = teacher_kind(teacher)
+    labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
+    teacher_tok = AutoTokenizer.from_pretrained(config.teacher)
+    if teacher_tok.pad_token_id is None:  # GPT-2 style tokenizers have none
+        teacher_tok.pad_token = teacher_tok.eos_token
+    pairs = read_pairs(config.parallel, config.limit)
+    print(f"{len(pairs.source)} pairs; teacher: {kind} with labels {labels}", flush=True)
+
+    cache = out / "pseudo-labels.npz"
+    digest = _digest(config)
+    if cache.is_file() and str(np.load(cache)["digest"]) == digest:
+        probs = np.load(cache)["probs"]
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        probs = pseudo_label(teacher.to(device), kind, teacher_tok, pairs.source, config.max_length)
+        teacher.cpu()
+        np.savez(cache, probs=probs, digest=np.array(digest))
+    keep, balance_report = balance(probs.argmax(1), labels, config.balance, config.seed)
+    (out / "balance.json").write_text(json.dumps(balance_report, indent=2))
+    print(f"labels before {balance_report['before']} after {balance_report['after']}")
+
+    target_tok, target_table = load_target(config.target)
+    targets = [pairs.target[i] for i in keep]
+    ids = target_tok(targets, truncation=True, max_length=config.max_length)["input_ids"]
+    ids = [list(x) for x in ids]
+    train_idx, held_idx = split_heldout(len(keep), config.heldout, config.seed)
+    student = KDAStudent(
+        teacher, target_table, config.variant, config.svd_rank, config.heads, config.dropout
+    )
+    print(
+        f"adapter {config.variant}: {student.adapter.trainable_parameters():,} trainable "
+        "parameters",
+        flush=True,
+    )
+    pad = target_tok.pad_token_id if target_tok.pad_token_id is not None else 0
+    settings = FitSettings(
+        config.learning_rate, config.batch_size, config.epochs, config.patience, config.seed
+    )
+    report = fit(
+        student,
+        [ids[i] for i in train_idx],
+        probs[keep][train_idx],
+        [ids[i] for i in held_idx],
+        probs[keep][held_idx],
+        settings,
+        out,
+        pad,
+        fingerprint={"config": config.to_json(), "digest": digest},
+    )
+    report.update(
+        teacher=config.teacher,
+        teacher_kind=kind,
+        target=config.target,
+        variant=config.variant,
+        labels=labels,
+        balance=balance_report,
+        pairs=len(pairs.source),
+    )
+    save_file(
+        {k: v.contiguous() for k, v in student.adapter.state_dict().items()},
+        str(out / "adapter.safetensors"),
+    )
+    if export:
+        report["bundle"] = export_bundle(
+            student.cpu(), target_tok, config, labels, [targets[i] for i in held_idx[:64]], report
+        )
+    (out / "kda-report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def export_bundle(
+    student: KDAStudent,
+    tokenizer: Any,
+    config: KDAConfig,
+    labels: list[str],
+    parity_texts: list[str],
+    report: dict[str, Any],
+) -> str:
+    info = config.bundle
+    spec = BundleSpec(
+        name=info.name,
+        version=info.version,
+        task=info.task,
+        language=info.language,
+        labels=labels,
+        max_length=config.max_length,
+        variants=tuple(info.variants),
+        description=f"KDA student ({config.variant} adapter) of {Path(config.teacher).name}",
+        provenance={
+            "method": f"KDA ({config.variant} adapter)",
+            "teacher": config.teacher,
+            "teacher_kind": student.kind,
+            "target_embeddings": config.target,
+            "parallel_data": [str(p.path) for p in config.parallel],
+            "pairs": report["pairs"],
+            "balance": report["balance"]["after"],
+            "heldout_agreement": report["heldout_agreement"],
+        },
+    )
+    export = ExportSpec(min_variant_agreement=info.min_variant_agreement)
+    assert info.out is not None
+    write_bundle(student.eval(), tokenizer, spec, info.out, parity_texts, export)
+    return str(info.out)
