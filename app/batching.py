@@ -27,6 +27,7 @@ from app.metrics import Metrics
 log = logging.getLogger(__name__)
 
 InferFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+OutcomeFn = Callable[[bool], None]
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,10 @@ class Batcher:
         pad_id: int,
         config: BatchConfig,
         metrics: Metrics | None = None,
+        on_outcome: OutcomeFn | None = None,
     ) -> None:
         self.name = name
+        self._on_outcome = on_outcome
         self._infer = infer
         self._pad_id = pad_id
         self.config = config
@@ -257,7 +260,11 @@ class Batcher:
         except Exception:
             log.exception("batch of %d texts failed on model %s", len(batch), self.name)
             self._fail(batch, InferenceFailed(f"inference failed on model {self.name!r}"))
+            if self._on_outcome:
+                self._on_outcome(False)
             return
+        if self._on_outcome:
+            self._on_outcome(True)
         for item, logits in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(logits)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from app.api.deps import Service
-from app.api.routes import health, models, predict
+from app.api.routes import admin, health, models, predict
+from app.api.schemas import document_limits
 from app.errors import install_error_handlers
+from app.lifecycle import LIFECYCLE
+from app.logs import configure_logging
 from app.metrics import Metrics
 from app.middleware import EdgeMiddleware
 from app.registry import Registry
@@ -29,21 +33,25 @@ Errors share one shape: `{"error": {"code", "message", "details"}, "request_id"}
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     metrics = Metrics()
     registry = Registry(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(settings.tokenizer_threads, thread_name_prefix="tokenize")
-        app.state.service = Service(settings, registry, metrics, pool)
+        service = Service(settings, registry, metrics, pool)
+        app.state.service = service
         await registry.load()
+        LIFECYCLE.loop = asyncio.get_running_loop()
+        LIFECYCLE.on_drain.append(service.draining.set)
+        LIFECYCLE.on_reload.append(registry.reload)
         try:
             yield
         finally:
-            app.state.shutting_down = True
+            service.draining.set()
+            LIFECYCLE.on_drain.remove(service.draining.set)
+            LIFECYCLE.on_reload.remove(registry.reload)
             await registry.stop(drain_timeout_s=settings.request_timeout_s)
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -54,9 +62,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = Service(settings, registry, metrics, None)
-    app.state.shutting_down = False
     install_error_handlers(app)
-    for module in (predict, models, health):
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_limits(plain_openapi(), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    for module in (predict, models, health, admin):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, settings=settings, metrics=metrics, api=app)
     return app

@@ -17,6 +17,7 @@ REJECTION_REASONS = (
     "queue_full",
     "not_ready",
     "deadline",
+    "shutting_down",
     "body_too_large",
     "unsupported_media_type",
     "invalid_utf8",

@@ -4,6 +4,7 @@ body limits, content type and UTF-8 checks for JSON posts, and the request metri
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import time
@@ -13,9 +14,11 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_body
+from app.logs import REQUEST_ID
 from app.metrics import Metrics
 from app.settings import Settings
 
+access = logging.getLogger("smallglot.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Request ids need to be unique, not secret: a seeded PRNG costs far less than uuid4's
 # system-entropy read, which showed up in profiles of the request path.
@@ -42,6 +45,7 @@ class EdgeMiddleware:
             return
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        token = REQUEST_ID.set(request_id)
         status = 500
         started = time.perf_counter()
 
@@ -55,7 +59,7 @@ class EdgeMiddleware:
 
         self.metrics.in_flight.inc()
         try:
-            if scope["method"] == "POST":
+            if scope["method"] == "POST" and scope["path"].startswith("/v1/"):
                 try:
                     body = await self._read_json_body(scope, receive)
                 except _Reject as reject:
@@ -67,10 +71,11 @@ class EdgeMiddleware:
         finally:
             self.metrics.in_flight.dec()
             route = self._route(scope)
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.request_latency.labels(route, scope["method"]).observe(
-                time.perf_counter() - started
-            )
+            self.metrics.request_latency.labels(route, scope["method"]).observe(elapsed)
+            access.info("%s %s %d %.1f ms", scope["method"], route, status, 1000 * elapsed)
+            REQUEST_ID.reset(token)
 
     async def _read_json_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from app.batching import BatchConfig, Batcher
-from app.bundle import Bundle, Manifest, load_bundle
+from app.bundle import MANIFEST, Bundle, Manifest, load_bundle, sha256_file
 from app.errors import BundleError, ModelNotReady
 from app.metrics import Metrics
 from app.runtime import OrtModel
@@ -26,7 +26,7 @@ from app.tokenization import TextEncoder
 
 log = logging.getLogger(__name__)
 
-Status = Literal["loading", "ready", "failed"]
+Status = Literal["loading", "ready", "failed", "tripped"]
 
 
 @dataclass
@@ -56,6 +56,11 @@ class ServedModel:
     runtime: OrtModel | None = None
     batcher: Batcher | None = None
     loaded_at: float | None = field(default=None, repr=False)
+    fingerprint: str | None = field(default=None, repr=False)
+    failures: int = field(default=0, repr=False)  # consecutive failed batches
+    open_until: float = field(default=0.0, repr=False)  # circuit open until (monotonic)
+    _settings: Settings | None = field(default=None, repr=False)
+    _metrics: Metrics | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: Path, settings: Settings) -> ServedModel:
@@ -65,6 +70,7 @@ class ServedModel:
             if not path.is_dir():
                 raise BundleError(path.name, f"bundle directory {path} does not exist")
             served.bundle = load_bundle(path)
+            served.fingerprint = sha256_file(path / MANIFEST)
             served.key = served.bundle.name
             manifest = served.bundle.manifest
             served.encoder = TextEncoder(
@@ -84,6 +90,7 @@ class ServedModel:
 
     def start(self, settings: Settings, metrics: Metrics) -> None:
         """Start the batcher (needs the running event loop) and publish the model's metrics."""
+        self._settings, self._metrics = settings, metrics
         metrics.model_ready.labels(self.key).set(1 if self.status == "ready" else 0)
         metrics.queue_depth.labels(self.key).set(0)
         metrics.truncated.labels(self.key)  # a series at 0 from the start
@@ -106,8 +113,37 @@ class ServedModel:
             retry_after_s=settings.retry_after_s,
             workers=settings.inference_workers or self.runtime.default_workers(),
         )
-        self.batcher = Batcher(self.key, self.runtime.infer, self.encoder.pad_id, config, metrics)
+        self.batcher = Batcher(
+            self.key,
+            self.runtime.infer,
+            self.encoder.pad_id,
+            config,
+            metrics,
+            on_outcome=self._outcome,
+        )
         self.batcher.start()
+
+    def _outcome(self, ok: bool) -> None:
+        """The circuit: `circuit_failures` failed batches in a row take the model out for
+        `circuit_cooldown_s`; then requests are let through again, and one success closes it."""
+        assert self._settings is not None
+        assert self._metrics is not None
+        if ok:
+            if self.status == "tripped":
+                log.warning("model %s recovered: inference works again", self.key)
+            self.failures, self.status = 0, "ready"
+            self.error = None
+        else:
+            self.failures += 1
+            if self.failures >= self._settings.circuit_failures:
+                self.open_until = time.monotonic() + self._settings.circuit_cooldown_s
+                if self.status != "tripped":
+                    log.error(
+                        "model %s taken out: %d batches failed in a row", self.key, self.failures
+                    )
+                self.status = "tripped"
+                self.error = f"inference failed {self.failures} times in a row"
+        self._metrics.model_ready.labels(self.key).set(1 if self.status == "ready" else 0)
 
     async def stop(self, drain_timeout_s: float) -> None:
         if self.batcher is not None:
@@ -128,7 +164,14 @@ class ServedModel:
         tokenizer_pool: Executor | None = None,
     ) -> list[Prediction]:
         """Tokenize off the event loop, queue for batched inference, decode scores."""
-        if self.status != "ready" or self.encoder is None or self.batcher is None:
+        if self.status == "tripped" and time.monotonic() < self.open_until:
+            metrics.rejected.labels("not_ready").inc()
+            wait = max(1, round(self.open_until - time.monotonic()))
+            raise ModelNotReady(
+                f"model {self.key!r} is out of service: {self.error}; retrying in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+        if self.status not in ("ready", "tripped") or self.encoder is None or not self.batcher:
             metrics.rejected.labels("not_ready").inc()
             raise ModelNotReady(
                 f"model {self.key!r} is not ready ({self.status}): {self.error or 'loading'}",

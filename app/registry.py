@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from app.bundle import discover
+from app.bundle import MANIFEST, discover, sha256_file
 from app.errors import UnknownLanguage, UnknownModel
 from app.languages import normalize_language
 from app.metrics import Metrics
@@ -14,6 +16,14 @@ from app.model import ServedModel
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReloadReport:
+    loaded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class Registry:
@@ -46,6 +56,44 @@ class Registry:
             self._models[served.key] = served
         ready = sum(m.status == "ready" for m in self)
         log.info("%d of %d bundles ready", ready, len(self._models))
+
+    async def reload(self) -> ReloadReport:
+        """Re-read the models directory: new or changed bundles are loaded and swapped in, and
+        removed ones stopped. A bundle that fails to load does not replace a working version
+        of itself; the failure is reported and logged, and every other model keeps serving."""
+        report = ReloadReport()
+        seen = set()
+        for path in discover(self._settings.models_dir, self._settings.models):
+            current = next((m for m in self if m.path == path), None)
+            if (
+                current is not None
+                and current.status == "ready"
+                and current.fingerprint == _fingerprint(path)
+            ):
+                seen.add(current.key)
+                report.unchanged.append(current.key)
+                continue
+            fresh = await asyncio.to_thread(ServedModel.load, path, self._settings)
+            if fresh.status != "ready":
+                report.failed[fresh.key] = fresh.error or "failed"
+                if current is not None and current.status == "ready":
+                    seen.add(current.key)
+                    log.error("reload kept the running %s: %s", current.key, fresh.error)
+                    continue
+            old = self._models.pop(current.key, None) if current is not None else None
+            fresh.start(self._settings, self._metrics)
+            self._models[fresh.key] = fresh
+            seen.add(fresh.key)
+            if fresh.status == "ready":
+                report.loaded.append(fresh.key)
+            if old is not None:
+                await old.stop(self._settings.request_timeout_s)
+        for key in [k for k in self._models if k not in seen]:
+            await self._models.pop(key).stop(self._settings.request_timeout_s)
+            self._metrics.model_ready.labels(key).set(0)
+            report.removed.append(key)
+        log.info("reload: %s", report)
+        return report
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         await asyncio.gather(*(m.stop(drain_timeout_s) for m in self))
@@ -120,6 +168,11 @@ class Registry:
             and m.bundle.manifest.task == task
             and normalize_language(m.bundle.manifest.language) == tag
         ]
+
+
+def _fingerprint(path: Path) -> str | None:
+    manifest = path / MANIFEST
+    return sha256_file(manifest) if manifest.is_file() else None
 
 
 def _prefer_ready(candidates: list[ServedModel]) -> ServedModel:

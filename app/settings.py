@@ -74,6 +74,23 @@ class Settings(BaseSettings):
     max_chars_per_text: int = Field(default=5000, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    shutdown_delay_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=120,
+        description="After SIGTERM: answer /readyz 503 and refuse new work for this long "
+        "before closing the listener, so load balancers stop sending first.",
+    )
+    circuit_failures: int = Field(
+        default=3, ge=1, description="Consecutive failed batches that take a model out."
+    )
+    circuit_cooldown_s: float = Field(
+        default=10.0, gt=0, description="How long a tripped model refuses before a retry."
+    )
+    admin_token: str | None = Field(
+        default=None, description="Enables POST /admin/reload with this bearer token."
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("models", "providers", mode="before")

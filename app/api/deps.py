@@ -5,8 +5,9 @@ request, instead of solving (or thread-hopping for) one dependency per part."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,6 +23,7 @@ class Service:
     registry: Registry
     metrics: Metrics
     tokenizer_pool: Executor | None
+    draining: threading.Event = field(default_factory=threading.Event)
 
 
 async def _service(request: Request) -> Service:

@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 
 from app.errors import InvalidInput
 from app.settings import Settings
@@ -16,18 +24,39 @@ _SENTIMENT_EXAMPLES: list[Any] = [
 ]
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": _SENTIMENT_EXAMPLES})
+# What the validators below enforce, said in the OpenAPI schema too (the limits that come
+# from settings are added by `document_limits`).
+_NON_BLANK: dict[str, Any] = {"minLength": 1, "pattern": r"\S"}
+_ONE_OF: list[Any] = [{"required": ["text"]}, {"required": ["texts"]}]
 
-    text: StrictStr | None = Field(default=None, description="One text. Give `text` or `texts`.")
-    texts: list[StrictStr] | None = Field(
-        default=None, description="Several texts; results come back in the same order."
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": _SENTIMENT_EXAMPLES, "oneOf": _ONE_OF},
     )
+
+    text: Annotated[StrictStr | None, WithJsonSchema({"type": "string", **_NON_BLANK})] = Field(
+        default=None, description="One text. Give `text` or `texts`."
+    )
+    texts: Annotated[
+        list[StrictStr] | None,
+        WithJsonSchema({"type": "array", "minItems": 1, "items": {"type": "string", **_NON_BLANK}}),
+    ] = Field(default=None, description="Several texts; results come back in the same order.")
     truncate: StrictBool = Field(
         default=True,
         description="Cut texts longer than the model's max_length (result says truncated: "
         "true). With false, such a text is a 422 naming its index and token count.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("text", "texts", "model"):
+                if key in data and data[key] is None:
+                    raise ValueError(f"`{key}` is null; leave it out instead")
+        return data
 
     @model_validator(mode="after")
     def _one_of(self) -> PredictRequest:
@@ -44,12 +73,28 @@ class PredictRequest(BaseModel):
 class ClassifyRequest(PredictRequest):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"texts": ["Timu ya taifa imeshinda mechi ya jana."]}]},
+        json_schema_extra={
+            "examples": [{"texts": ["Timu ya taifa imeshinda mechi ya jana."]}],
+            "oneOf": _ONE_OF,
+        },
     )
 
-    model: StrictStr | None = Field(
+    model: Annotated[StrictStr | None, WithJsonSchema({"type": "string"})] = Field(
         default=None, description="Pick one of several models serving this language."
     )
+
+
+def document_limits(openapi: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Write this deployment's limits into the request schemas of an OpenAPI document."""
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for name in ("PredictRequest", "ClassifyRequest"):
+        properties = schemas.get(name, {}).get("properties", {})
+        if "text" in properties:
+            properties["text"]["maxLength"] = settings.max_chars_per_text
+        if "texts" in properties:
+            properties["texts"]["maxItems"] = settings.max_texts_per_request
+            properties["texts"]["items"]["maxLength"] = settings.max_chars_per_text
+    return openapi
 
 
 def check_texts(texts: list[str], settings: Settings) -> None:

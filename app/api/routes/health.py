@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -19,11 +19,11 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(request: Request, service: ServiceDep) -> JSONResponse:
+async def readyz(service: ServiceDep) -> JSONResponse:
     """200 only when every configured model is loaded and warmed; else 503 with the reasons."""
     registry = service.registry
     reasons = registry.not_ready()
-    if getattr(request.app.state, "shutting_down", False):
+    if service.draining.is_set():
         reasons = {"(service)": "shutting down", **reasons}
     body = Readiness(ready=not reasons, models={m.key: m.status for m in registry}, reasons=reasons)
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)

@@ -15,6 +15,7 @@ from app.api.schemas import (
     PredictResponse,
     check_texts,
 )
+from app.errors import ShuttingDown
 from app.model import ServedModel
 
 router = APIRouter(prefix="/v1", tags=["predict"])
@@ -22,6 +23,7 @@ router = APIRouter(prefix="/v1", tags=["predict"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
+        400: "Body is not valid UTF-8",
         404: "Unknown language or model",
         413: "Body larger than the configured limit",
         415: "Body is not application/json",
@@ -36,6 +38,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 async def _predict(served: ServedModel, body: PredictRequest, service: Service) -> JSONResponse:
     """Answers with a ready-made response: the body is built from trusted values, so FastAPI's
     second validation of a `PredictResponse` would be pure cost on the hot path."""
+    if service.draining.is_set():
+        service.metrics.rejected.labels("shutting_down").inc()
+        raise ShuttingDown(
+            "the service is shutting down; retry on another replica",
+            headers={"Retry-After": str(service.settings.retry_after_s)},
+        )
     texts = body.all_texts()
     check_texts(texts, service.settings)
     predictions = await served.predict(
