@@ -114,7 +114,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        if exc.status >= 500:
+        if exc.status >= 500 and exc.status != 503:  # 503s are expected refusals, not faults
             log.warning("request %s failed: %s", _request_id(request), exc.message)
         return JSONResponse(
             error_body(exc.code, exc.message, _request_id(request), exc.details),

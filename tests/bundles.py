@@ -22,9 +22,13 @@ def build_bundle(
     max_length: int = 32,
     variants: tuple[str, ...] = ("fp32",),
     seed: int = 0,
+    hidden: int = 32,
+    layers: int = 1,
 ) -> Path:
     tokenizer = build_char_tokenizer(["tốt", "không", "rất"], max_length)
-    model = tiny_classifier(len(tokenizer), len(labels), max_length, seed, hidden=32, layers=1)
+    model = tiny_classifier(
+        len(tokenizer), len(labels), max_length, seed, hidden=hidden, layers=layers
+    )
     spec = BundleSpec(
         name=name,
         version="1.2.3",
