@@ -23,7 +23,7 @@ from training.demo import build_char_tokenizer
 from training.export import BundleSpec, ExportSpec, write_bundle
 from training.kda.adapter import VARIANTS, KDAAdapter, SelfAttentionBlock, svd_basis
 from training.kda.data import balance
-from training.kda.student import KDAStudent, teacher_kind, teacher_logits
+from training.kda.student import KDAStudent, pad_rows, teacher_kind, teacher_logits
 from training.kda.train import FitSettings, fit
 
 VOCAB, D = 40, 32
@@ -136,13 +136,12 @@ def toy_language(teacher: torch.nn.Module, n: int, seed: int) -> tuple[list, lis
     return source, target, table
 
 
+def batch(sentences: list) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[type-arg]
+    return pad_rows(sentences, list(range(len(sentences))), 0, torch.device("cpu"))
+
+
 def teacher_probs(teacher: torch.nn.Module, kind: str, sentences: list) -> np.ndarray:
-    width = max(map(len, sentences))
-    ids = torch.zeros((len(sentences), width), dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(sentences):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
+    ids, mask = batch(sentences)
     with torch.no_grad():
         return torch.softmax(teacher_logits(teacher, kind, mask, input_ids=ids), -1).numpy()
 
@@ -191,12 +190,7 @@ def test_student_is_not_the_teacher_without_training() -> None:
 
 
 def teacher_probs_from_student(student: KDAStudent, sentences: list) -> np.ndarray:
-    width = max(map(len, sentences))
-    ids = torch.zeros((len(sentences), width), dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(sentences):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
+    ids, mask = batch(sentences)
     with torch.no_grad():
         return torch.softmax(student(ids, mask).logits, -1).numpy()
 

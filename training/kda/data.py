@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from training.data import read_table
 from training.kda.config import ParallelFile
-from training.kda.student import TeacherKind, teacher_logits
+from training.kda.student import TeacherKind, pad_rows, teacher_logits
 
 
 @dataclass
@@ -75,13 +75,8 @@ def pseudo_label(
     probs = np.zeros((len(texts), teacher.config.num_labels), dtype=np.float32)
     for start in tqdm(range(0, len(order), batch_size), desc="pseudo-label", unit="batch"):
         rows = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-            mask[r, : len(encoded[i])] = 1
-        logits = teacher_logits(teacher, kind, mask.to(device), input_ids=ids.to(device))
+        ids, mask = pad_rows(encoded, rows, pad, device)
+        logits = teacher_logits(teacher, kind, mask, input_ids=ids)
         probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probs
 

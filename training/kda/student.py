@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -93,3 +94,16 @@ class KDAStudent(nn.Module):
         return SequenceClassifierOutput(
             logits=teacher_logits(self.teacher, self.kind, attention_mask, inputs_embeds=adapted)
         )
+
+
+def pad_rows(
+    ids: list[list[int]], rows: list[int] | np.ndarray, pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask for the sequences `rows` of `ids`."""
+    width = max(len(ids[i]) for i in rows)
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, i in enumerate(rows):
+        out[r, : len(ids[i])] = torch.tensor(ids[i])
+        mask[r, : len(ids[i])] = 1
+    return out.to(device), mask.to(device)

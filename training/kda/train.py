@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from training.finetune.trainer import length_grouped_batches
-from training.kda.student import KDAStudent
+from training.kda.student import KDAStudent, pad_rows
 
 CHECKPOINT = "kda-checkpoint.pt"
 
@@ -36,18 +36,6 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.
     return -(teacher_probs * torch.log_softmax(student_logits, dim=-1)).sum(-1).mean()
 
 
-def _pad(
-    ids: list[list[int]], rows: list[int] | np.ndarray, pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids[i]) for i in rows)
-    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, i in enumerate(rows):
-        out[r, : len(ids[i])] = torch.tensor(ids[i])
-        mask[r, : len(ids[i])] = 1
-    return out.to(device), mask.to(device)
-
-
 @torch.no_grad()
 def evaluate(
     student: KDAStudent, ids: list[list[int]], probs: np.ndarray, pad_id: int, batch_size: int = 256
@@ -58,7 +46,7 @@ def evaluate(
     loss_sum, agree = 0.0, 0
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        x, mask = _pad(ids, rows, pad_id, device)
+        x, mask = pad_rows(ids, rows, pad_id, device)
         logits = student(x, mask).logits.float()
         target = torch.from_numpy(probs[rows]).to(device)
         loss_sum += float(kd_loss(logits, target)) * len(rows)
@@ -109,7 +97,7 @@ def fit(
         batches = length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch)
         losses = []
         for rows in tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False):
-            x, mask = _pad(train_ids, rows, pad_id, device)
+            x, mask = pad_rows(train_ids, rows, pad_id, device)
             target = torch.from_numpy(train_probs[rows]).to(device)
             loss = kd_loss(student(x, mask).logits.float(), target)
             loss.backward()
