@@ -161,6 +161,22 @@ def _kda(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vocab_trim(args: argparse.Namespace) -> int:
+    from training.data import read_lines
+    from training.vocab.trim import split_lines, trim_model
+
+    lines = [line for path in args.corpus for line in read_lines(path, args.limit)]
+    corpus, heldout = split_lines(lines, args.heldout, args.seed)
+    print(f"{len(corpus)} lines to count, {len(heldout)} held out", flush=True)
+    report = trim_model(args.model, args.out, corpus, heldout, args.size)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(text + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     kda_run.add_argument("--out", type=Path, help="run directory (overrides the config)")
     kda_run.add_argument("--no-export", action="store_true", help="stop after training")
     kda_run.set_defaults(func=_kda)
+
+    vocab = commands.add_parser("vocab", help="vocabulary trimming")
+    vocab_commands = vocab.add_subparsers(dest="vocab_command", required=True)
+    trim = vocab_commands.add_parser("trim", help="keep one language's pieces")
+    trim.add_argument("--model", type=Path, required=True, help="model dir with tokenizer.json")
+    trim.add_argument("--corpus", type=Path, nargs="+", required=True, help="text, a line each")
+    trim.add_argument("--out", type=Path, required=True)
+    trim.add_argument("--size", type=int, default=40_000, help="most frequent pieces to keep")
+    trim.add_argument("--heldout", type=float, default=0.02, help="share kept for the report")
+    trim.add_argument("--limit", type=int, help="first N lines of each corpus file")
+    trim.add_argument("--seed", type=int, default=13)
+    trim.add_argument("--report", type=Path)
+    trim.set_defaults(func=_vocab_trim)
     return parser
 
 

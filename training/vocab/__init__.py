@@ -1,0 +1,1 @@
+"""Vocabulary trimming: keep a language's tokens, rewrite the tokenizer, slice the embeddings."""
