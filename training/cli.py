@@ -144,7 +144,7 @@ def _kda(args: argparse.Namespace) -> int:
     config = KDAConfig.from_file(args.config)
     if args.out:
         config.out = args.out
-    report = run(config, export=not args.no_export)
+    report = run(config, export=not args.no_export, train=not args.no_train)
     keys = (
         "pairs",
         "train_pairs",
@@ -254,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     kda_run.add_argument("config", type=Path, help="YAML/JSON KDA configuration")
     kda_run.add_argument("--out", type=Path, help="run directory (overrides the config)")
     kda_run.add_argument("--no-export", action="store_true", help="stop after training")
+    kda_run.add_argument(
+        "--no-train",
+        action="store_true",
+        help="do not train further: export the best adapter an interrupted run has so far",
+    )
     kda_run.set_defaults(func=_kda)
 
     vocab = commands.add_parser("vocab", help="vocabulary trimming")

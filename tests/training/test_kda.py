@@ -4,6 +4,7 @@ both teacher kinds, export parity, and the `kda run` pipeline end to end."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -309,6 +310,11 @@ def test_kda_run_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert bundle.manifest.task == "sentiment"
     assert bundle.manifest.raw["provenance"]["method"] == "KDA (full adapter)"
     assert main(["kda", "run", str(tmp_path / "kda.yaml"), "--no-export"]) == 0  # resumes
+    shutil.rmtree(tmp_path / "models")
+    assert main(["kda", "run", str(tmp_path / "kda.yaml"), "--no-train"]) == 0
+    assert load_bundle(tmp_path / "models" / "vi-kda-toy").manifest.name == "vi-kda-toy"
+    (tmp_path / "run" / "kda-checkpoint.pt").unlink()
+    assert main(["kda", "run", str(tmp_path / "kda.yaml"), "--no-train"]) == 2
 
 
 def test_example_config_parses_and_bad_settings_are_named(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def load_target(path: str) -> tuple[Any, torch.Tensor]:
     return tokenizer, model.get_input_embeddings().weight.detach().clone()
 
 
-def run(config: KDAConfig, export: bool = True) -> dict[str, Any]:
+def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
     out = config.out
@@ -92,6 +92,7 @@ def run(config: KDAConfig, export: bool = True) -> dict[str, Any]:
         out,
         pad,
         fingerprint={"config": config.to_json(), "digest": digest},
+        train=train,
     )
     report.update(
         teacher=config.teacher,

@@ -65,7 +65,10 @@ def fit(
     out: Path,
     pad_id: int,
     fingerprint: dict[str, Any] | None = None,
+    train: bool = True,
 ) -> dict[str, Any]:
+    """Train (or, with `train=False`, only reload the best adapter of the checkpoint, e.g. to
+    export an interrupted run) and report."""
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     student.to(device).train()
@@ -88,10 +91,12 @@ def fit(
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
         print(f"resuming after epoch {state['epoch']}", flush=True)
+    if not train and state["best_adapter"] is None:
+        raise ValueError(f"no trained adapter in {checkpoint}: train first")
     initial = evaluate(student, held_ids, held_probs, pad_id) if not state["history"] else None
     started = time.perf_counter() - state["seconds"]
     lengths = [len(x) for x in train_ids]
-    while state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
+    while train and state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
         epoch = state["epoch"]
         torch.manual_seed(settings.seed + epoch)
         batches = length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch)
