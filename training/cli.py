@@ -7,6 +7,19 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _emit(summary: dict[str, Any], report: Path | None) -> None:
+    """Print a command's summary, and keep it as a JSON report when asked to."""
+    print(json.dumps(summary, indent=2))
+    if report:
+        _write(report, summary)
 
 
 def _demo_bundle(args: argparse.Namespace) -> int:
@@ -60,11 +73,7 @@ def _import(args: argparse.Namespace) -> int:
 
         summary["verification"] = verify_e5(out, data_root(args.data_root))
     summary["seconds"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(text + "\n")
+    _emit(summary, args.report)
     return 0
 
 
@@ -129,10 +138,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             flush=True,
         )
     if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(
-            json.dumps({"model": str(args.model), "results": reports}, indent=2) + "\n"
-        )
+        _write(args.report, {"model": str(args.model), "results": reports})
         print(f"report: {args.report}")
     return 0
 
@@ -169,11 +175,7 @@ def _vocab_trim(args: argparse.Namespace) -> int:
     corpus, heldout = split_lines(lines, args.heldout, args.seed)
     print(f"{len(corpus)} lines to count, {len(heldout)} held out", flush=True)
     report = trim_model(args.model, args.out, corpus, heldout, args.size)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(text + "\n")
+    _emit(report, args.report)
     return 0
 
 
