@@ -16,8 +16,8 @@ from torch import nn
 from training.export.onnx import ExportSpec
 
 
-class ParityError(RuntimeError):
-    pass
+class ParityError(ValueError):
+    """A variant disagrees with PyTorch beyond its tolerance (the CLI reports it as an error)."""
 
 
 @dataclass

@@ -29,6 +29,11 @@ def _digest(config: KDAConfig) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def _training_settings(config: KDAConfig) -> dict[str, Any]:
+    """What a checkpoint depends on: not how the bundle is written, nor the thread count."""
+    return {k: v for k, v in config.to_json().items() if k not in ("bundle", "threads")}
+
+
 def load_target(path: str) -> tuple[Any, torch.Tensor]:
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, dtype=torch.float32)
@@ -91,7 +96,7 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
         settings,
         out,
         pad,
-        fingerprint={"config": config.to_json(), "digest": digest},
+        fingerprint={"config": _training_settings(config), "digest": digest},
         train=train,
     )
     report.update(
