@@ -176,5 +176,8 @@ def _fingerprint(path: Path) -> str | None:
 
 
 def _prefer_ready(candidates: list[ServedModel]) -> ServedModel:
-    """A ready model if there is one, else the first, so the caller's 503 names a reason."""
-    return next((m for m in candidates if m.status == "ready"), candidates[0])
+    """A ready trained model, else a ready demo, else the first, so the caller's 503 names a
+    reason: a checkout that still holds the untrained demo bundle serves the real model."""
+    ready = [m for m in candidates if m.status == "ready"]
+    trained = [m for m in ready if m.bundle is not None and not m.bundle.manifest.raw.get("demo")]
+    return (trained or ready or candidates)[0]

@@ -167,11 +167,43 @@ def _kda(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kda_pack(args: argparse.Namespace) -> int:
+    from training.data import read_corpus
+    from training.kda.package import pack
+
+    texts = read_corpus(args.reference)[: args.reference_count]
+    evaluation = None
+    if args.evaluation:
+        evaluation = [
+            {k: r[k] for k in ("dataset", "n", "accuracy", "macro_f1", "binary") if k in r}
+            for path in args.evaluation
+            for r in json.loads(path.read_text())["results"]
+        ]
+    _emit(pack(args.run, args.out, args.base, texts, evaluation), None)
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from training.sources import bundle_is_current, bundle_path
+
+    out = args.out or bundle_path(args.source)
+    if args.if_changed and not args.record and bundle_is_current(args.source, out):
+        print(f"{out} is current with {args.source}")
+        return 0
+    from training.kda.package import build
+
+    started = time.perf_counter()
+    print(f"building {out} from {args.source} (one time) ...", flush=True)
+    summary = build(args.source, out, record=args.record)
+    _emit(summary | {"seconds": round(time.perf_counter() - started, 1)}, None)
+    return 0
+
+
 def _vocab_trim(args: argparse.Namespace) -> int:
-    from training.data import read_lines
+    from training.data import read_corpus
     from training.vocab.trim import split_lines, trim_model
 
-    lines = [line for path in args.corpus for line in read_lines(path, args.limit)]
+    lines = [line for spec in args.corpus for line in read_corpus(spec, args.limit)]
     corpus, heldout = split_lines(lines, args.heldout, args.seed)
     print(f"{len(corpus)} lines to count, {len(heldout)} held out", flush=True)
     report = trim_model(args.model, args.out, corpus, heldout, args.size)
@@ -262,12 +294,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not train further: export the best adapter an interrupted run has so far",
     )
     kda_run.set_defaults(func=_kda)
+    kda_pack = kda_commands.add_parser(
+        "pack", help="write a run's best student as committed sources (fp16, kept pieces)"
+    )
+    kda_pack.add_argument("run", type=Path, help="a `kda run` directory")
+    kda_pack.add_argument("--out", type=Path, required=True, help="e.g. models/sources/<name>")
+    kda_pack.add_argument("--base", default="e5-small", help="the model the target was cut from")
+    kda_pack.add_argument(
+        "--reference", required=True, help="texts whose predictions a rebuild must reproduce"
+    )
+    kda_pack.add_argument("--reference-count", type=int, default=200)
+    kda_pack.add_argument(
+        "--evaluation", type=Path, nargs="*", help="`evaluate` reports to put in the manifest"
+    )
+    kda_pack.set_defaults(func=_kda_pack)
+
+    rebuild = commands.add_parser(
+        "build", help="rebuild a bundle from committed sources (models/sources/<name>)"
+    )
+    rebuild.add_argument("source", type=Path)
+    rebuild.add_argument("--out", type=Path, help="default: the bundle path the sources name")
+    rebuild.add_argument(
+        "--record", action="store_true", help="store the reference predictions (after packing)"
+    )
+    rebuild.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="skip when the bundle was built from these sources",
+    )
+    rebuild.set_defaults(func=_build)
 
     vocab = commands.add_parser("vocab", help="vocabulary trimming")
     vocab_commands = vocab.add_subparsers(dest="vocab_command", required=True)
     trim = vocab_commands.add_parser("trim", help="keep one language's pieces")
     trim.add_argument("--model", type=Path, required=True, help="model dir with tokenizer.json")
-    trim.add_argument("--corpus", type=Path, nargs="+", required=True, help="text, a line each")
+    trim.add_argument(
+        "--corpus",
+        nargs="+",
+        required=True,
+        help="text files (a line each) or TABLE:COLUMN of a CSV/TSV",
+    )
     trim.add_argument("--out", type=Path, required=True)
     trim.add_argument("--size", type=int, default=40_000, help="most frequent pieces to keep")
     trim.add_argument("--heldout", type=float, default=0.02, help="share kept for the report")

@@ -67,3 +67,14 @@ def read_lines(path: Path, limit: int | None = None) -> list[str]:
                 if limit is not None and len(out) >= limit:
                     break
     return out
+
+
+def read_corpus(spec: str, limit: int | None = None) -> list[str]:
+    """A text file (a line each) or `TABLE:COLUMN`, one column of a CSV/TSV (e.g. the
+    Vietnamese side of a parallel table)."""
+    path = Path(spec)
+    if not path.is_file() and ":" in spec:
+        table, column = spec.rsplit(":", 1)
+        texts = [t.strip() for t in read_table(Path(table), column, None).texts if t.strip()]
+        return texts[:limit] if limit is not None else texts
+    return read_lines(path, limit)

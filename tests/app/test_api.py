@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.app.conftest import make_client
+from tests.bundles import copy_bundle, edit_manifest
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -226,6 +228,19 @@ def test_settings_choose_variant_and_sentiment_model(built: dict[str, Path]) -> 
         models = fp32_client.get("/v1/models").json()["models"]
         assert [(m["name"], m["variant"]) for m in models] == [("vi-sentiment", "fp32")]
         assert fp32_client.post("/v1/sentiment", json={"text": "x"}).status_code == 200
+
+
+def test_a_trained_model_is_preferred_to_the_demo(built: dict[str, Path], tmp_path: Path) -> None:
+    demo = copy_bundle(built["vi-sentiment"], tmp_path, "a-demo")  # sorts first
+    edit_manifest(demo, lambda m: m.update(demo=True))
+    shutil.copytree(built["vi-sentiment"], tmp_path / "vi-sentiment")
+    with make_client(tmp_path) as both:
+        body = both.post("/v1/sentiment", json={"text": "x"}).json()
+        assert (body["model"], body["demo"]) == ("vi-sentiment", False)
+    shutil.rmtree(tmp_path / "vi-sentiment")
+    with make_client(tmp_path) as only_demo:
+        body = only_demo.post("/v1/sentiment", json={"text": "x"}).json()
+        assert (body["model"], body["demo"]) == ("a-demo", True)
 
 
 def test_openapi_documents_examples_and_errors(client: TestClient) -> None:

@@ -23,7 +23,8 @@ from training.cli import main
 from training.demo import build_char_tokenizer
 from training.export import BundleSpec, ExportSpec, write_bundle
 from training.kda.adapter import VARIANTS, KDAAdapter, SelfAttentionBlock, svd_basis
-from training.kda.data import balance
+from training.kda.config import KDAConfig, ParallelFile
+from training.kda.data import balance, read_pairs
 from training.kda.student import KDAStudent, pad_rows, teacher_kind, teacher_logits
 from training.kda.train import FitSettings, fit
 
@@ -224,6 +225,29 @@ def test_balance_smallest_and_counts() -> None:
         balance(labels, names, {"negative": 0, "neutral": 0, "positive": 0}, seed=0)
 
 
+def test_balance_ratio_bounds_the_skew() -> None:
+    names = ["negative", "neutral", "positive"]
+    labels = np.array([1] * 50 + [0] * 10 + [2] * 15)
+    keep, report = balance(labels, names, 2.0, seed=0)
+    assert report["after"] == {"negative": 10, "neutral": 20, "positive": 15}
+    assert set(labels[keep].tolist()) == {0, 1, 2}
+    with pytest.raises(ValueError, match="invalid KDA setting balance"):
+        KDAConfig(teacher="t", target="x", parallel=[{"path": "p.tsv"}], out="o", balance=0.5)
+
+
+def test_aligned_tables_are_joined_on_their_key(tmp_path: Path) -> None:
+    (tmp_path / "en.tsv").write_text(
+        "index_id\tcategory\ttext\n1\ta\tone\n2\tb\ttwo\n3\tc\tthree\n", encoding="utf-8"
+    )
+    (tmp_path / "vi.tsv").write_text(
+        "index_id\tcategory\ttext\n3\tc\tba\n1\ta\tmột\n", encoding="utf-8"
+    )
+    spec = ParallelFile(tmp_path / "en.tsv", "text", "text", target_path=tmp_path / "vi.tsv")
+    pairs = read_pairs([spec])
+    assert pairs.source == ["one", "three"]
+    assert pairs.target == ["một", "ba"]
+
+
 @pytest.mark.parametrize("make_teacher", [bert_teacher, gpt2_teacher], ids=["bert", "gpt2"])
 def test_export_parity_for_both_teacher_kinds(make_teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tokenizer = build_char_tokenizer(max_length=32)
@@ -318,7 +342,6 @@ def test_kda_run_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_example_config_parses_and_bad_settings_are_named(tmp_path: Path) -> None:
-    from training.kda.config import KDAConfig
 
     recipe = Path(__file__).resolve().parents[2] / "training/recipes/kda-vi-sentiment.yaml"
     config = KDAConfig.from_file(recipe)

@@ -8,69 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import Unigram
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
+from transformers import AutoModel, AutoTokenizer
 
+from tests.training.unigram import PIECES, tiny_model
 from training.cli import main
+from training.data import read_corpus
 from training.vocab.trim import trim_model
-
-PIECES = [
-    "<s>",
-    "<pad>",
-    "</s>",
-    "<unk>",
-    "▁",
-    "▁xin",
-    "▁chào",
-    "▁bạn",
-    "▁hello",
-    "▁world",
-    "x",
-    "i",
-    "n",
-    "c",
-    "h",
-    "à",
-    "o",
-    "b",
-    "ạ",
-    "▁x",
-    "▁c",
-    "▁b",
-    "<mask>",
-]
-
-
-def tiny_model(path: Path) -> None:
-    vocab = [(p, 0.0 if i < 4 or p == "<mask>" else -float(i)) for i, p in enumerate(PIECES)]
-    tok = Tokenizer(Unigram(vocab, unk_id=3))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-    )
-    fast.save_pretrained(str(path))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(PIECES),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    config.pad_token_id = 1
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
 
 
 def test_trim_keeps_frequent_pieces_and_exact_embeddings(tmp_path: Path) -> None:
@@ -142,3 +85,12 @@ def test_cli_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["heldout_unk_share_after"] == 0.0
     assert "lines to count" in capsys.readouterr().out
+
+
+def test_corpus_reads_a_table_column(tmp_path: Path) -> None:
+    (tmp_path / "pairs.tsv").write_text("en\tvi\nhello\txin chào\n\t \nyou\tbạn\n", "utf-8")
+    assert read_corpus(f"{tmp_path / 'pairs.tsv'}:vi") == ["xin chào", "bạn"]
+    with pytest.raises(ValueError, match="no column 'fr'"):
+        read_corpus(f"{tmp_path / 'pairs.tsv'}:fr")
+    (tmp_path / "vi.txt").write_text("a\n\nb\n", encoding="utf-8")
+    assert read_corpus(str(tmp_path / "vi.txt")) == ["a", "b"]

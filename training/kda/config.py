@@ -15,12 +15,19 @@ from training.kda.adapter import VARIANTS
 
 @dataclass
 class ParallelFile:
+    """One table of pairs (`path` holds both columns), or two tables of translations
+    (`path` the source side, `target_path` the target side) joined on `key_column`."""
+
     path: Path
     source_column: str = "en"
     target_column: str = "vi"
+    target_path: Path | None = None
+    key_column: str = "index_id"
 
     def __post_init__(self) -> None:
         self.path = Path(self.path).expanduser()
+        if self.target_path is not None:
+            self.target_path = Path(self.target_path).expanduser()
 
 
 @dataclass
@@ -53,7 +60,7 @@ class KDAConfig:
     epochs: int = 20
     patience: int = 3
     heldout: float = 0.05
-    balance: str | dict[str, int] = "smallest"  # or target counts per label
+    balance: str | float | dict[str, int] = "smallest"  # a ratio, or counts per label
     seed: int = 13
     threads: int = 0
     limit: int | None = None  # first N pairs per file (smoke runs)
@@ -77,7 +84,9 @@ class KDAConfig:
             "epochs": self.epochs >= 1,
             "patience": self.patience >= 1,
             "heldout": 0 < self.heldout < 0.5,
-            "balance": self.balance in ("smallest", "none") or isinstance(self.balance, dict),
+            "balance": self.balance in ("smallest", "none")
+            or isinstance(self.balance, dict)
+            or (isinstance(self.balance, (int, float)) and self.balance >= 1),
         }
         for name, ok in problems.items():
             if not ok:

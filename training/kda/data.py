@@ -7,6 +7,7 @@ import json
 import random
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,32 @@ class Pairs:
     target: list[str]
 
 
+def _aligned(spec: ParallelFile) -> tuple[list[str], list[str]]:
+    """Two tables of translations joined on a key column (SIB-200's `index_id`), in the
+    source file's order; keys missing from the target file are skipped."""
+    assert spec.target_path is not None
+    source = _keyed(spec.path, spec.source_column, spec.key_column)
+    target = dict(_keyed(spec.target_path, spec.target_column, spec.key_column))
+    pairs = [(text, target[key]) for key, text in source if key in target]
+    return [s for s, _ in pairs], [t for _, t in pairs]
+
+
+def _keyed(path: Path, column: str, key: str) -> list[tuple[str, str]]:
+    texts = read_table(path, column, None).texts
+    keys = read_table(path, key, None).texts
+    return list(zip(keys, texts, strict=True))
+
+
 def read_pairs(files: list[ParallelFile], limit: int | None = None) -> Pairs:
-    """TSV/CSV with a header, or JSONL; empty or duplicate pairs are dropped."""
+    """TSV/CSV with a header, JSONL, or two aligned tables; empty or duplicate pairs are
+    dropped."""
     source: list[str] = []
     target: list[str] = []
     seen: set[tuple[str, str]] = set()
     for spec in files:
-        if spec.path.suffix == ".jsonl":
+        if spec.target_path is not None:
+            src, tgt = _aligned(spec)
+        elif spec.path.suffix == ".jsonl":
             rows = [
                 json.loads(line)
                 for line in spec.path.read_text(encoding="utf-8").splitlines()
@@ -82,20 +102,23 @@ def pseudo_label(
 
 
 def balance(
-    labels: np.ndarray, names: list[str], mode: str | dict[str, int], seed: int
+    labels: np.ndarray, names: list[str], mode: str | float | dict[str, int], seed: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Indices to keep, sampled per class: `smallest` (every class down to the rarest one),
-    a count per label name, or `none`. A label the teacher never predicts stays empty.
-    Reports the distribution before and after."""
+    a number r (no class more than r times the rarest: keeps more of a skewed corpus while
+    bounding the skew), a count per label name, or `none`. A label the teacher never predicts
+    stays empty. Reports the distribution before and after."""
     rng = random.Random(seed)
     before = Counter(names[i] for i in labels)
     by_class = {name: [i for i, y in enumerate(labels) if names[y] == name] for name in names}
     if mode == "none":
         keep = list(range(len(labels)))
     else:
+        smallest = min((len(v) for v in by_class.values() if v), default=0)
         if mode == "smallest":  # the rarest class the teacher predicts at all
-            smallest = min((len(v) for v in by_class.values() if v), default=0)
             wanted = {name: smallest for name in names}
+        elif isinstance(mode, (int, float)) and not isinstance(mode, bool) and mode >= 1:
+            wanted = {name: int(smallest * mode) for name in names}
         elif isinstance(mode, dict):
             unknown = set(mode) - set(names)
             if unknown:

@@ -26,6 +26,7 @@ from training.kda.train import FitSettings, fit
 def _digest(config: KDAConfig) -> str:
     parts = [config.teacher, str(config.max_length), str(config.limit)]
     parts += [f"{p.path}:{p.path.stat().st_size}:{p.source_column}" for p in config.parallel]
+    parts += [f"{p.target_path}:{p.key_column}" for p in config.parallel if p.target_path]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

@@ -75,6 +75,17 @@ def rewrite(data: dict[str, Any], kept: list[int]) -> dict[str, Any]:
     return out
 
 
+def write_tokenizer(model_dir: Path, kept: list[int], out: Path) -> Any:
+    """Write the tokenizer of `model_dir` cut to the `kept` pieces into `out` (which must
+    exist) and return it loaded, as the trimmed model directory and rebuilt bundles use it."""
+    data = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    (out / "tokenizer.json").write_text(json.dumps(rewrite(data, kept), ensure_ascii=False))
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (model_dir / name).is_file():
+            shutil.copyfile(model_dir / name, out / name)
+    return AutoTokenizer.from_pretrained(str(out))
+
+
 def unk_share(tokenizer: Tokenizer, lines: list[str]) -> tuple[float, float]:
     """(share of tokens that are <unk>, mean tokens per text) without special tokens."""
     unk = tokenizer.token_to_id("<unk>")
@@ -124,11 +135,7 @@ def trim_model(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     model.save_pretrained(str(out), safe_serialization=True)
-    (out / "tokenizer.json").write_text(json.dumps(trimmed_data, ensure_ascii=False))
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        if (model_dir / name).is_file():
-            shutil.copyfile(model_dir / name, out / name)
-    AutoTokenizer.from_pretrained(str(out))  # the rewritten directory must load
+    write_tokenizer(model_dir, kept, out)
     report = {
         "source": str(model_dir),
         "out": str(out),

