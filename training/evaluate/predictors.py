@@ -96,9 +96,11 @@ class BundlePredictor:
         return np.asarray(out, dtype=np.float32)
 
 
-def load_predictor(path: Path, max_length: int, prefix: str = "") -> Predictor:
+def load_predictor(
+    path: Path, max_length: int, prefix: str = "", variant: str = "fp32"
+) -> Predictor:
     if (path / "manifest.json").is_file():
-        return BundlePredictor(path)
+        return BundlePredictor(path, variant)
     if (path / "config.json").is_file():
         return TorchPredictor(path, max_length, prefix)
     raise FileNotFoundError(

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-VARIANTS = ("linear", "linear+self", "linear+cross", "full")
+from training.kda import VARIANTS
 
 
 def svd_basis(embeddings: torch.Tensor, rank: int) -> torch.Tensor:

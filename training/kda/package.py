@@ -16,22 +16,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
-from training.export import BundleSpec, ExportSpec, write_bundle
+from training.export.rebuild import SOURCE, export_from_sources
 from training.kda.config import KDAConfig
 from training.kda.student import KDAStudent
-from training.sources import DIGEST_KEY, digest
 from training.vocab.trim import write_tokenizer
 
 WEIGHTS = "student.safetensors"
 TEACHER_CONFIG = "teacher-config.json"
 KEPT = "kept-pieces.json"
-SOURCE = "source.json"
 TEACHER_PREFIX = "teacher."
 ADAPTER_PREFIX = "adapter."
 SKIPPED = "embeddings.word_embeddings.weight"  # the teacher's English table
@@ -157,55 +154,9 @@ def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFa
     return student.eval(), tokenizer, source
 
 
-@torch.no_grad()
-def predict(student: KDAStudent, tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> list:
-    from training.kda.student import pad_rows
-
-    ids = [list(x) for x in tokenizer(texts, truncation=True)["input_ids"]]
-    x, mask = pad_rows(ids, list(range(len(ids))), tokenizer.pad_token_id or 0, torch.device("cpu"))
-    labels = student.config.id2label
-    return [labels[int(i)] for i in student(x, mask).logits.argmax(-1)]
-
-
 def build(source_dir: Path, out: Path, record: bool = False) -> dict[str, Any]:
     """Export the bundle of `source_dir`; with `record`, store the reference predictions in the
     sources, otherwise check the rebuilt student against them."""
     student, tokenizer, source = rebuild_student(source_dir)
-    info = source["bundle"]
-    reference = source["reference"]
-    labels = predict(student, tokenizer, reference["texts"])
-    if record:
-        reference["labels"] = labels
-        (source_dir / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
-    elif reference["labels"] is not None and labels != reference["labels"]:
-        changed = sum(a != b for a, b in zip(labels, reference["labels"], strict=True))
-        raise ValueError(
-            f"the student rebuilt from {source_dir} changes {changed} of "
-            f"{len(labels)} reference predictions: the base model or the sources differ"
-        )
-    spec = BundleSpec(
-        name=info["name"],
-        version=info["version"],
-        task=info["task"],
-        language=info["language"],
-        labels=[student.config.id2label[i] for i in range(student.config.num_labels)],
-        max_length=int(source["max_length"]),
-        variants=tuple(info["variants"]),
-        description=f"KDA student ({source['variant']} adapter)",
-        provenance=source["provenance"] | {DIGEST_KEY: digest(source_dir)},
-        evaluation=source["evaluation"],
-    )
-    target = out
-    export = ExportSpec(min_variant_agreement=float(info["min_variant_agreement"]))
-    manifest = write_bundle(student, tokenizer, spec, target, reference["texts"][:64], export)
-    expected = reference["labels"]
-    agreement = (
-        np.mean([a == b for a, b in zip(labels, expected, strict=True)]) if expected else None
-    )
-    return {
-        "bundle": str(target),
-        "variants": sorted(manifest["variants"]),
-        "parity": manifest["parity"],
-        "reference_texts": len(labels),
-        "reference_agreement": agreement,
-    }
+    description = f"KDA student ({source['variant']} adapter)"
+    return export_from_sources(student, tokenizer, source_dir, out, record, description)

@@ -1,0 +1,277 @@
+"""The compression pipeline on a tiny random XLM-R-like encoder (Unigram tokenizer) and
+synthetic text: exact surgery, importance-ranked pruning, resumable distillation, and every
+stage end to end through to a served bundle rebuilt from its sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from app.bundle import load_bundle
+from tests.training.unigram import PIECES, tiny_model
+from training.cli import main
+from training.compress.distill import DistillSettings, distill, ffn_importance, most_important
+from training.compress.surgery import (
+    layer_choice,
+    parameters,
+    prune_ffn,
+    reduce_layers,
+    truncate_hidden,
+)
+
+WORDS = ["xin", "chào", "bạn"]  # the language's text never uses "▁hello" or "▁world"
+TOPICS = ["greeting", "people"]
+
+
+def encoder(
+    layers: int = 4, hidden: int = 24, heads: int = 4, ffn: int = 48, seed: int = 0
+) -> BertModel:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(PIECES),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=64,
+        pad_token_id=1,
+    )
+    return BertModel(config, add_pooling_layer=False).eval()
+
+
+def per_layer(model: BertModel) -> int:
+    return parameters(model.encoder.layer[0])
+
+
+def states(model: BertModel, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+
+
+def test_layer_choices() -> None:
+    assert layer_choice(12, 6, "stride") == [1, 3, 5, 7, 9, 11]
+    assert layer_choice(12, 6, "last") == [6, 7, 8, 9, 10, 11]
+    assert layer_choice(12, 4, "first") == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="cannot keep 13"):
+        layer_choice(12, 13, "stride")
+    with pytest.raises(ValueError, match="unknown layer initialisation"):
+        layer_choice(12, 6, "middle")
+
+
+def test_layer_reduction_copies_the_chosen_layers_exactly() -> None:
+    teacher = encoder()
+    student, chosen = reduce_layers(teacher, 2, "stride")
+    assert chosen == [1, 3]
+    assert parameters(student) == parameters(teacher) - 2 * per_layer(teacher)
+    for s_layer, t in zip(student.encoder.layer, chosen, strict=True):
+        for (name, p), q in zip(
+            s_layer.named_parameters(), teacher.encoder.layer[t].parameters(), strict=True
+        ):
+            assert torch.equal(p, q), name
+    assert teacher.config.num_hidden_layers == 4  # the teacher is untouched
+
+
+def test_pruning_keeps_the_planted_neurons() -> None:
+    model = encoder()
+    planted = [torch.tensor([3, 9, 30, 47]), torch.tensor([0, 1, 2, 3])] * 2
+    importance = []
+    for keep in planted:
+        scores = torch.rand(48) * 0.1
+        scores[keep] = 1.0 + torch.rand(len(keep))
+        importance.append(scores)
+    chosen = most_important(importance, 4)
+    assert [c.tolist() for c in chosen] == [k.tolist() for k in planted]
+    pruned = prune_ffn(model, chosen)
+    assert pruned.config.intermediate_size == 4
+    assert parameters(pruned) == parameters(model) - 4 * 44 * (2 * 24 + 1)
+    for layer, old, keep in zip(pruned.encoder.layer, model.encoder.layer, planted, strict=True):
+        assert torch.equal(layer.intermediate.dense.weight, old.intermediate.dense.weight[keep])
+        assert torch.equal(layer.output.dense.weight, old.output.dense.weight[:, keep])
+
+
+def test_importance_ranks_dead_neurons_last_and_pruning_them_changes_nothing() -> None:
+    model = encoder()
+    dead = [0, 5, 7, 20]
+    for layer in model.encoder.layer:
+        layer.intermediate.dense.weight.data[dead] = 0
+        layer.intermediate.dense.bias.data[dead] = 0
+        layer.output.dense.weight.data[:, dead] = 0
+    teacher = encoder(hidden=24)
+    torch.manual_seed(1)
+    ids = [list(np.random.default_rng(i).integers(4, len(PIECES) - 1, size=6)) for i in range(16)]
+    importance = ffn_importance(model, teacher, ids, 1, [0, 1, 2, 3], DistillSettings())
+    for scores in importance:
+        assert set(torch.argsort(scores)[: len(dead)].tolist()) == set(dead)
+    pruned = prune_ffn(model, most_important(importance, 48 - len(dead)))
+    x = torch.tensor([ids[0], ids[1]])
+    torch.testing.assert_close(states(pruned, x), states(model, x), atol=1e-5, rtol=1e-5)
+
+
+def test_truncation_keeps_the_first_k_dimensions() -> None:
+    model = encoder()
+    small = truncate_hidden(model, 12)
+    assert small.config.hidden_size == 12
+    assert small.config.num_attention_heads == 4
+    emb = model.embeddings.word_embeddings.weight
+    assert torch.equal(small.embeddings.word_embeddings.weight, emb[:, :12])
+    old, new = model.encoder.layer[2], small.encoder.layer[2]
+    assert torch.equal(new.attention.self.query.weight, old.attention.self.query.weight[:12, :12])
+    assert torch.equal(new.intermediate.dense.weight, old.intermediate.dense.weight[:, :12])
+    assert torch.equal(new.output.dense.weight, old.output.dense.weight[:12])
+    assert torch.equal(new.output.LayerNorm.bias, old.output.LayerNorm.bias[:12])
+    d, f, v, p = 12, 48, len(PIECES), 64
+    layer = 4 * (d * d + d) + 2 * d + (d * f + f) + (f * d + d) + 2 * d
+    assert parameters(small) == v * d + p * d + 2 * d + 2 * d + 4 * layer
+    with pytest.raises(ValueError, match="multiple of the 4 heads"):
+        truncate_hidden(model, 10)
+
+
+def test_distillation_learns_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    teacher = encoder()
+    student, chosen = encoder(layers=2, seed=5), [1, 3]  # a random student: much to learn
+    rng = np.random.default_rng(0)
+    ids = [list(rng.integers(4, len(PIECES) - 1, size=rng.integers(3, 9))) for _ in range(96)]
+    settings = DistillSettings(epochs=1, learning_rate=3e-3, batch_size=16, checkpoint_every=2)
+    first = distill(student, teacher, ids[:80], ids[80:], 1, chosen, settings, tmp_path)
+    assert first["final_val"]["val_loss"] < first["initial_val"]["loss"]
+    settings.epochs = 3
+    again = encoder(layers=2, seed=5)  # fresh weights: the checkpoint must win
+    resumed = distill(again, teacher, ids[:80], ids[80:], 1, chosen, settings, tmp_path)
+    assert "resuming at epoch 2" in capsys.readouterr().out
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert resumed["history"][-1]["val_loss"] < first["final_val"]["val_loss"]
+    assert resumed["initial_val"] == first["initial_val"]
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("compress")
+    tiny_model(root / "base")
+    torch.manual_seed(0)
+    encoder().save_pretrained(str(root / "teacher"))
+    AutoTokenizer.from_pretrained(str(root / "base")).save_pretrained(str(root / "teacher"))
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(WORDS, size=rng.integers(2, 6))) for _ in range(300)]
+    (root / "mono.txt").write_text("\n".join(lines), encoding="utf-8")
+    (root / "task").mkdir()
+    for split, n in (("train", 64), ("dev", 24), ("test", 24)):
+        rows = ["index_id\tcategory\ttext"]
+        for i in range(n):
+            topic = TOPICS[i % 2]
+            words = ["xin", "chào"] if topic == "greeting" else ["bạn", "chào"]
+            text = " ".join(rng.choice(words, size=4))
+            rows.append(f"{i}\t{topic}\t{text}")
+        (root / "task" / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    config = {
+        "language": "vi",
+        "teacher": str(root / "teacher"),
+        "corpus": str(root / "mono.txt"),
+        "task": {"data": str(root / "task"), "labels": TOPICS},
+        "out": str(root / "run"),
+        "layers": 2,
+        "ffn": 32,
+        "hidden": 12,
+        "vocab_size": 8,
+        "val_fraction": 0.1,
+        "max_length": 16,
+        "importance_texts": 20,
+        "distill": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
+        "head": {"epochs": 3, "seeds": [1, 2], "learning_rate": 1e-2, "batch_size": 8},
+        "threads": 1,
+        "bundle": {
+            "name": "vi-topic",
+            "out": str(root / "models" / "vi-topic"),
+            "sources": str(root / "models" / "sources" / "vi-topic"),
+        },
+    }
+    (root / "compress.yaml").write_text(yaml.safe_dump(config))
+    assert main(["compress", "run", str(root / "compress.yaml")]) == 0
+    return root
+
+
+def report(root: Path, stage: str) -> dict:
+    folder = next((root / "run").glob(f"*-{stage}"))
+    return json.loads((folder / "report.json").read_text())
+
+
+def test_every_stage_shrinks_the_model_as_configured(compressed: Path) -> None:
+    teacher = encoder()
+    full = parameters(teacher)
+    layers = report(compressed, "layers")
+    assert layers["parameters"] == full - 2 * per_layer(teacher)
+    assert layers["teacher_layers"] == [1, 3]
+    prune = report(compressed, "prune")
+    assert prune["parameters"] == layers["parameters"] - 2 * 16 * (2 * 24 + 1)
+    assert (prune["ffn"], prune["hidden"]) == (32, 24)
+    truncate = report(compressed, "truncate")
+    assert (truncate["hidden"], truncate["layers"], truncate["ffn"]) == (12, 2, 32)
+    vocab = report(compressed, "vocab")
+    assert vocab["vocabulary"] == vocab["trim"]["pieces_after"] < len(PIECES)
+    assert vocab["parameters"] == truncate["parameters"] - 12 * (len(PIECES) - vocab["vocabulary"])
+    for stage in ("layers", "prune", "truncate", "vocab"):
+        assert report(compressed, stage)["size_bytes"] > 0
+    assert [h["epoch"] for h in layers["distillation"]["history"]] == [1]
+    assert [h["epoch"] for h in truncate["distillation"]["history"]] == [1]
+
+
+def test_trimmed_tokenizer_segments_like_the_original(compressed: Path) -> None:
+    final = next((compressed / "run").glob("*-vocab")) / "model" / "tokenizer.json"
+    original = Tokenizer.from_file(str(compressed / "teacher" / "tokenizer.json"))
+    trimmed = Tokenizer.from_file(str(final))
+    for line in (compressed / "mono.txt").read_text(encoding="utf-8").splitlines()[:50]:
+        assert trimmed.encode(line).tokens == original.encode(line).tokens
+
+
+def test_heads_are_reported_for_the_baseline_and_every_stage(compressed: Path) -> None:
+    heads = report(compressed, "heads")
+    assert list(heads["results"]) == ["uncompressed", "layers", "prune", "truncate", "vocab"]
+    assert heads["results"]["uncompressed"]["reduction"] == 16
+    assert heads["results"]["vocab"]["reduction"] == 2
+    for result in heads["results"].values():
+        assert len(result["runs"]) == 2
+        assert 0 <= result["test_accuracy"]["mean"] <= 1
+
+
+def test_the_exported_student_is_served_and_rebuilds(compressed: Path) -> None:
+    bundle = load_bundle(compressed / "models" / "vi-topic")
+    assert (bundle.manifest.task, bundle.manifest.language) == ("classification", "vi")
+    assert list(bundle.manifest.labels) == TOPICS
+    manifest = bundle.manifest.raw
+    assert set(manifest["variants"]) == {"fp32", "fp16", "int8"}
+    assert manifest["parity"]["fp32"]["label_agreement"] == 1.0
+    (evaluation,) = manifest["evaluation"]
+    assert (evaluation["dataset"], evaluation["n"]) == ("sib200-vi-test", 24)
+    sources = compressed / "models" / "sources" / "vi-topic"
+    out = compressed / "rebuilt"
+    assert main(["build", str(sources), "--out", str(out)]) == 0  # checks reference labels
+    assert load_bundle(out).manifest.raw["evaluation"] == manifest["evaluation"]
+
+
+def test_finished_stages_are_skipped(compressed: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["compress", "run", str(compressed / "compress.yaml"), "--stage", "layers"]
+    assert main(args) == 0
+    assert "layers: done earlier" in capsys.readouterr().out
+
+
+def test_a_stage_without_its_predecessor_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "mono.txt").write_text("xin chào\n" * 20, encoding="utf-8")
+    tiny_model(tmp_path / "teacher")
+    config = {
+        "language": "vi",
+        "teacher": str(tmp_path / "teacher"),
+        "corpus": str(tmp_path / "mono.txt"),
+        "task": {"data": str(tmp_path)},
+        "out": str(tmp_path / "run"),
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["compress", "run", str(tmp_path / "c.yaml"), "--stage", "truncate"]) == 2
+    assert "needs stage prune first" in capsys.readouterr().err

@@ -1,0 +1,144 @@
+"""Compression run configuration (YAML or JSON), validated on creation and saved with the run.
+
+Defaults follow the paper scaled to e5-small: 12 -> 6 layers by stride, FFN 1536 -> 1024
+(its 3072 -> 2048 ratio), hidden 384 -> 192, 40k pieces, task adapters with reduction factor
+16 on the uncompressed model and 2 on the narrow students, AdamW 1e-4, batch 16, 20 epochs,
+three seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.compress.distill import DistillSettings
+from training.compress.head import HEAD_KINDS
+from training.compress.surgery import LAYER_INITS
+
+
+@dataclass
+class HeadConfig:
+    kind: str = "adapter"
+    reduction: int = 2  # the students'; the uncompressed baseline uses baseline_reduction
+    baseline_reduction: int = 16
+    learning_rate: float = 1e-4
+    batch_size: int = 16
+    epochs: int = 20
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+
+
+@dataclass
+class TaskConfig:
+    data: Path  # a folder with train.tsv, dev.tsv, test.tsv
+    text_column: str = "text"
+    label_column: str = "category"
+    labels: list[str] | None = None  # default: labels.txt in the folder, else sorted train labels
+
+    def __post_init__(self) -> None:
+        self.data = Path(self.data).expanduser()
+
+
+@dataclass
+class BundleConfig:
+    name: str
+    language: str
+    version: str = "0.1.0"
+    task: str = "classification"
+    variants: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    min_variant_agreement: float = 0.99
+    out: Path | None = None  # default: models/<name>
+    sources: Path | None = None  # the committed sources; default: models/sources/<name>
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out).expanduser() if self.out else Path("models") / self.name
+        default = Path("models") / "sources" / self.name
+        self.sources = Path(self.sources).expanduser() if self.sources else default
+
+
+@dataclass
+class CompressConfig:
+    language: str
+    teacher: str  # model directory, an import name (e5-small) or a hub name
+    corpus: Path  # the language's text, a sentence a line
+    task: TaskConfig
+    out: Path
+    bundle: BundleConfig | None = None
+    max_length: int = 128
+    val_fraction: float = 0.02
+    max_texts: int | None = None  # cap on distillation texts (small machines)
+    layers: int = 6
+    layer_init: str = "stride"
+    ffn: int = 1024
+    importance_texts: int = 2000  # validation texts the FFN importance is accumulated over
+    hidden: int = 192
+    vocab_size: int = 40_000
+    distill: DistillSettings = field(default_factory=DistillSettings)
+    distill_truncated: DistillSettings | None = None  # default: same as distill
+    head: HeadConfig = field(default_factory=HeadConfig)
+    seed: int = 13
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out).expanduser()
+        self.corpus = Path(self.corpus).expanduser()
+        if os.path.isdir(os.path.expanduser(self.teacher)):
+            self.teacher = os.path.expanduser(self.teacher)
+        if isinstance(self.task, dict):
+            self.task = TaskConfig(**self.task)
+        if isinstance(self.distill, dict):
+            self.distill = DistillSettings(**self.distill)
+        if isinstance(self.distill_truncated, dict):
+            self.distill_truncated = DistillSettings(**self.distill_truncated)
+        if isinstance(self.head, dict):
+            self.head = HeadConfig(**self.head)
+        if self.bundle is None:
+            self.bundle = BundleConfig(name=f"{self.language}-topic", language=self.language)
+        elif isinstance(self.bundle, dict):
+            self.bundle = BundleConfig(**{"language": self.language, **self.bundle})
+        problems = {
+            "layers": self.layers >= 1,
+            "layer_init": self.layer_init in LAYER_INITS,
+            "ffn": self.ffn >= 1,
+            "hidden": self.hidden >= 1,
+            "vocab_size": self.vocab_size >= 1,
+            "val_fraction": 0 < self.val_fraction < 0.5,
+            "max_length": self.max_length >= 4,
+            "head": self.head.kind in HEAD_KINDS and len(self.head.seeds) >= 1,
+        }
+        for name, ok in problems.items():
+            if not ok:
+                raise ValueError(f"invalid compression setting {name}={getattr(self, name)!r}")
+
+    @property
+    def second_distill(self) -> DistillSettings:
+        return self.distill_truncated or self.distill
+
+    @classmethod
+    def from_file(cls, path: Path) -> CompressConfig:
+        if not path.is_file():
+            raise FileNotFoundError(f"config {path} does not exist")
+        text = path.read_text()
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} does not hold a mapping of settings")
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            return value
+
+        result: dict[str, Any] = plain(asdict(self))
+        return result

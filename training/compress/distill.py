@@ -1,0 +1,231 @@
+"""Hidden-state distillation of a smaller encoder from a bigger one, on plain target-language
+text, and the first-order FFN neuron importance the pruning stage ranks by.
+
+e5-small ships without its MLM head, so the paper's 0.5 MLM + 0.5 MSE becomes: MSE between
+the student's last hidden states and the teacher's (the paper found MSE better than KL),
+plus MSE between mapped intermediate layers (student layer i against the teacher layer it was
+initialised from), plus 1 - cosine between the mean-pooled sentence embeddings, which is what
+e5 users consume. Over real tokens only. When the student is narrower (hidden-size
+truncation), it is compared with the teacher's first k dimensions: the dimensions it kept.
+
+Each distillation checkpoints every `checkpoint_every` steps and at the end of every epoch;
+an interrupted run resumes from the last checkpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import BertModel
+
+from training.finetune.trainer import length_grouped_batches
+from training.kda.student import pad_rows
+
+CHECKPOINT = "distill-checkpoint.pt"
+
+
+@dataclass
+class DistillSettings:
+    epochs: int = 3
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    weight_last: float = 1.0
+    weight_layers: float = 1.0
+    weight_cosine: float = 1.0
+    clip: float = 1.0
+    seed: int = 13
+    checkpoint_every: int = 500
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def distill_loss(
+    student_states: tuple[torch.Tensor, ...],
+    teacher_states: tuple[torch.Tensor, ...],
+    mask: torch.Tensor,
+    layer_map: list[int],
+    settings: DistillSettings,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """`*_states` are hidden_states tuples (embeddings first); layer_map[i] is the teacher
+    layer (0-based) behind student layer i."""
+    k = student_states[-1].shape[-1]
+    real = mask.bool()
+
+    def mse(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return ((s - t[..., :k]) ** 2)[real].mean()
+
+    last = mse(student_states[-1], teacher_states[-1])
+    layers = torch.stack(
+        [mse(student_states[i + 1], teacher_states[j + 1]) for i, j in enumerate(layer_map)]
+    ).mean()
+    pooled_s = _mean_pool(student_states[-1], mask)
+    pooled_t = _mean_pool(teacher_states[-1][..., :k], mask)
+    cosine = (1 - torch.nn.functional.cosine_similarity(pooled_s, pooled_t, dim=-1)).mean()
+    total = settings.weight_last * last + settings.weight_layers * layers
+    total = total + settings.weight_cosine * cosine
+    parts = {
+        name: float(v.detach())
+        for name, v in (("last", last), ("layers", layers), ("cosine", cosine))
+    }
+    return total, parts
+
+
+@torch.no_grad()
+def validate(
+    student: BertModel,
+    teacher: BertModel,
+    ids: list[list[int]],
+    pad_id: int,
+    layer_map: list[int],
+    settings: DistillSettings,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    student.eval()
+    device = next(student.parameters()).device
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    totals: dict[str, float] = {"loss": 0.0, "last": 0.0, "layers": 0.0, "cosine": 0.0}
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        x, mask = pad_rows(ids, rows, pad_id, device)
+        s = student(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states
+        t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states
+        loss, parts = distill_loss(s, t, mask, layer_map, settings)
+        totals["loss"] += float(loss) * len(rows)
+        for name, value in parts.items():
+            totals[name] += value * len(rows)
+    student.train()
+    return {name: round(value / len(ids), 6) for name, value in totals.items()}
+
+
+def distill(
+    student: BertModel,
+    teacher: BertModel,
+    train_ids: list[list[int]],
+    val_ids: list[list[int]],
+    pad_id: int,
+    layer_map: list[int],
+    settings: DistillSettings,
+    out: Path,
+) -> dict[str, Any]:
+    """Train `student` in place; returns the report (validation loss before and after)."""
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    student.to(device).train()  # type: ignore[arg-type]
+    teacher.to(device).eval()  # type: ignore[arg-type]
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate)
+    state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "history": [], "seconds": 0.0}
+    checkpoint = out / CHECKPOINT
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        student.load_state_dict(saved["student"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        print(f"resuming at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}", flush=True)
+    initial = state.get("initial") or validate(
+        student, teacher, val_ids, pad_id, layer_map, settings
+    )
+    state["initial"] = initial
+    started = time.perf_counter() - state["seconds"]
+    lengths = [len(x) for x in train_ids]
+
+    def save() -> None:
+        state["seconds"] = time.perf_counter() - started
+        torch.save(
+            {"student": student.state_dict(), "optimizer": optimizer.state_dict(), "state": state},
+            checkpoint,
+        )
+
+    while state["epoch"] < settings.epochs:
+        epoch = state["epoch"]
+        torch.manual_seed(settings.seed + epoch)
+        batches = length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch)
+        losses = []
+        progress = tqdm(
+            batches[state["step_in_epoch"] :],
+            desc=f"distil epoch {epoch + 1}/{settings.epochs}",
+            unit="batch",
+            leave=False,
+        )
+        for rows in progress:
+            x, mask = pad_rows(train_ids, rows, pad_id, device)
+            with torch.no_grad():
+                t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True)
+            s = student(input_ids=x, attention_mask=mask, output_hidden_states=True)
+            loss, _ = distill_loss(s.hidden_states, t.hidden_states, mask, layer_map, settings)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), settings.clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            state["step_in_epoch"] += 1
+            if state["step_in_epoch"] % settings.checkpoint_every == 0:
+                save()
+        val = validate(student, teacher, val_ids, pad_id, layer_map, settings)
+        entry = {"epoch": epoch + 1, "train_loss": round(float(np.mean(losses or [0.0])), 6)}
+        entry |= {f"val_{k}": v for k, v in val.items()}
+        state["history"].append(entry)
+        state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+        tqdm.write(json.dumps(entry))
+        save()
+    student.eval()
+    return {
+        "initial_val": initial,
+        "final_val": state["history"][-1] if state["history"] else initial,
+        "history": state["history"],
+        "train_texts": len(train_ids),
+        "val_texts": len(val_ids),
+        "seconds": round(time.perf_counter() - started, 1),
+        "device": str(device),
+    }
+
+
+def ffn_importance(
+    model: BertModel,
+    teacher: BertModel,
+    ids: list[list[int]],
+    pad_id: int,
+    layer_map: list[int],
+    settings: DistillSettings,
+    batch_size: int = 32,
+) -> list[torch.Tensor]:
+    """Per layer, per FFN neuron: |sum over batches of gradient x weight| of the distillation
+    loss, over the neuron's input row, bias and output column (first-order Taylor estimate of
+    the loss change when the neuron is removed)."""
+    device = next(model.parameters()).device
+    teacher.to(device).eval()  # type: ignore[arg-type]
+    model.eval()  # no dropout: the estimate should not be noisy
+    layers: list[Any] = list(model.encoder.layer)
+    sums = [torch.zeros(layer.intermediate.dense.out_features) for layer in layers]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for start in tqdm(range(0, len(order), batch_size), desc="FFN importance", unit="batch"):
+        rows = order[start : start + batch_size]
+        x, mask = pad_rows(ids, rows, pad_id, device)
+        with torch.no_grad():
+            t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True)
+        s = model(input_ids=x, attention_mask=mask, output_hidden_states=True)
+        loss, _ = distill_loss(s.hidden_states, t.hidden_states, mask, layer_map, settings)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        for i, layer in enumerate(layers):
+            up, down = layer.intermediate.dense, layer.output.dense
+            contribution = (up.weight.grad * up.weight).sum(1) + up.bias.grad * up.bias
+            contribution = contribution + (down.weight.grad * down.weight).sum(0)
+            sums[i] += contribution.detach().cpu()
+    model.zero_grad(set_to_none=True)
+    return [s.abs() for s in sums]
+
+
+def most_important(importance: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
+    """The `keep` highest-importance neurons of each layer (indices, ascending)."""
+    return [torch.sort(torch.topk(s, keep).indices).values for s in importance]

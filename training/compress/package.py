@@ -1,0 +1,122 @@
+"""A compressed student with its task head as committed sources, and its bundle rebuilt from
+them. The student is small (a few million parameters with its trimmed vocabulary), so the
+sources are simply its weights in fp16, its encoder config and its trimmed tokenizer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from training.compress.head import EncoderClassifier
+from training.evaluate.metrics import scores
+from training.export.rebuild import SOURCE, export_from_sources, predict
+
+if TYPE_CHECKING:
+    from training.compress.pipeline import Pipeline
+
+WEIGHTS = "model.safetensors"
+ENCODER_CONFIG = "encoder-config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def pack(pipeline: Pipeline, head_file: Path, heads: dict[str, Any], out: Path) -> None:
+    """Write the final student + head to `out` with its SIB-200 test figures, measured on the
+    model as rebuilt from the fp16 sources (so the figures are the bundle's)."""
+    from training.compress.pipeline import REPORT, load_encoder, stage_dir
+
+    config = pipeline.config
+    assert config.bundle is not None
+    final = heads["results"]["vocab"]
+    encoder_dir = stage_dir(config, "vocab") / "model"
+    labels = heads["labels"]
+    model = EncoderClassifier(
+        load_encoder(encoder_dir), labels, final["head_kind"], final["reduction"]
+    )
+    model.load_state_dict(torch.load(head_file, map_location="cpu"))
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS))
+    model.encoder.config.to_json_file(str(out / ENCODER_CONFIG))
+    for name in TOKENIZER_FILES:
+        if (encoder_dir / name).is_file():
+            shutil.copyfile(encoder_dir / name, out / name)
+    stages = {
+        stage: json.loads((stage_dir(config, stage) / REPORT).read_text())
+        for stage in ("layers", "prune", "truncate", "vocab")
+    }
+    test_texts, test_gold = pipeline.task_data()["test"]
+    source: dict[str, Any] = {
+        "kind": "compressed",
+        "labels": labels,
+        "head_kind": final["head_kind"],
+        "reduction": final["reduction"],
+        "max_length": config.max_length,
+        "bundle": config.to_json()["bundle"],
+        "provenance": {
+            "method": "compressed monolingual student (layers, FFN pruning, hidden truncation, "
+            f"vocabulary trimming) + {final['head_kind']} head",
+            "teacher": Path(config.teacher).name,
+            "distillation_text": str(config.corpus),
+            "task_data": str(config.task.data),
+            "layers": stages["vocab"].get("layers", config.layers),
+            "parameters": {name: report["parameters"] for name, report in stages.items()},
+            "exported_seed": final["exported_seed"],
+        },
+        "evaluation": [],
+        "reference": {"texts": test_texts[:200], "labels": None},
+    }
+    (out / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+    rebuilt, tokenizer, _ = rebuild_classifier(out)
+    predicted = predict_all(rebuilt, tokenizer, test_texts)
+    result = scores(np.array(test_gold), np.array([labels.index(p) for p in predicted]), labels)
+    source["evaluation"] = [
+        {
+            "dataset": f"sib200-{config.language}-test",
+            "n": result["n"],
+            "accuracy": result["accuracy"],
+            "macro_f1": result["macro_f1"],
+            "seeds": {
+                "accuracy": final["test_accuracy"],
+                "macro_f1": final["test_macro_f1"],
+                "runs": len(final["runs"]),
+            },
+        }
+    ]
+    (out / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+
+
+def predict_all(model: torch.nn.Module, tokenizer: Any, texts: list[str]) -> list[str]:
+    return [
+        label
+        for start in range(0, len(texts), 32)
+        for label in predict(model, tokenizer, texts[start : start + 32])
+    ]
+
+
+def rebuild_classifier(source_dir: Path) -> tuple[EncoderClassifier, Any, dict[str, Any]]:
+    source = json.loads((source_dir / SOURCE).read_text())
+    if source.get("kind") != "compressed":
+        raise ValueError(f"{source_dir / SOURCE} describes a {source.get('kind')!r} model")
+    config = BertConfig.from_json_file(str(source_dir / ENCODER_CONFIG))
+    encoder = BertModel(config, add_pooling_layer=False)
+    model = EncoderClassifier(encoder, source["labels"], source["head_kind"], source["reduction"])
+    tensors = {k: v.float() for k, v in load_file(str(source_dir / WEIGHTS)).items()}
+    model.load_state_dict(tensors)
+    tokenizer = AutoTokenizer.from_pretrained(str(source_dir))
+    tokenizer.model_max_length = int(source["max_length"])
+    return model.eval(), tokenizer, source
+
+
+def build(source_dir: Path, out: Path, record: bool = False) -> dict[str, Any]:
+    model, tokenizer, source = rebuild_classifier(source_dir)
+    description = f"compressed {source['bundle']['language']} student ({source['head_kind']} head)"
+    return export_from_sources(model, tokenizer, source_dir, out, record, description)

@@ -1,0 +1,281 @@
+"""`python -m training compress run CONFIG [--stage S ...]`: the compression pipeline.
+
+    1-layers    12 -> 6 layers (stride init), distilled from the teacher
+    2-prune     FFN 1536 -> 1024 by first-order importance on validation text
+    3-truncate  hidden 384 -> k (first k dims), distilled from stage 2
+    4-vocab     vocabulary trimmed to the language's top-N pieces (training/vocab)
+    5-heads     task heads on the uncompressed teacher and on every stage, over seeds
+    6-export    the final student's best head (by dev) as sources + a parity-checked bundle
+
+Every stage writes `<out>/<n>-<stage>/` (model directory, `report.json` with parameters, size
+on disk, validation loss and time); a finished stage (its report exists) is skipped, and a
+distillation interrupted mid-way resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, BertModel
+
+from training.compress import STAGES
+from training.compress.config import CompressConfig
+from training.compress.distill import distill, ffn_importance, most_important, validate
+from training.compress.head import HeadSettings, train_head
+from training.compress.head import predict as predict_ids
+from training.compress.surgery import parameters, prune_ffn, reduce_layers, truncate_hidden
+from training.data import read_lines, read_table
+from training.evaluate.metrics import scores
+from training.vocab.trim import split_lines, trim_model
+from training.weights.resolve import resolve_model
+
+REPORT = "report.json"
+MODEL_STAGES = ("layers", "prune", "truncate", "vocab")
+
+
+def stage_dir(config: CompressConfig, stage: str) -> Path:
+    return config.out / f"{STAGES.index(stage) + 1}-{stage}"
+
+
+def load_encoder(path: Path | str) -> BertModel:
+    model: BertModel = BertModel.from_pretrained(
+        str(path), dtype=torch.float32, add_pooling_layer=False
+    )
+    return model.eval()
+
+
+def size_on_disk(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.glob("*.safetensors"))
+
+
+class Pipeline:
+    def __init__(self, config: CompressConfig) -> None:
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.teacher_dir = Path(resolve_model(config.teacher))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.teacher_dir))
+        lines = read_lines(config.corpus)
+        train, val = split_lines(lines, config.val_fraction, config.seed)
+        if config.max_texts is not None:
+            train = train[: config.max_texts]
+        self.train_texts, self.val_texts = train, val
+        self._ids: dict[str, tuple[list[list[int]], list[list[int]]]] = {}
+
+    def ids(self, tokenizer: Any) -> tuple[list[list[int]], list[list[int]]]:
+        key = str(tokenizer.name_or_path)
+        if key not in self._ids:
+            encode = lambda texts: [  # noqa: E731
+                list(x)
+                for x in tokenizer(texts, truncation=True, max_length=self.config.max_length)[
+                    "input_ids"
+                ]
+            ]
+            self._ids[key] = (encode(self.train_texts), encode(self.val_texts))
+        return self._ids[key]
+
+    def run(self, stages: list[str] | None = None) -> dict[str, Any]:
+        self.config.out.mkdir(parents=True, exist_ok=True)
+        (self.config.out / "compress-config.json").write_text(
+            json.dumps(self.config.to_json(), indent=2)
+        )
+        reports = {}
+        for stage in stages or list(STAGES):
+            if stage not in STAGES:
+                raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
+            folder = stage_dir(self.config, stage)
+            if (folder / REPORT).is_file():
+                print(f"{stage}: done earlier ({folder / REPORT})", flush=True)
+                reports[stage] = json.loads((folder / REPORT).read_text())
+                continue
+            previous = STAGES[STAGES.index(stage) - 1] if stage != "layers" else None
+            if previous and previous in MODEL_STAGES and not self._done(previous):
+                raise ValueError(f"stage {stage} needs stage {previous} first")
+            print(f"{stage}: starting", flush=True)
+            started = time.perf_counter()
+            folder.mkdir(parents=True, exist_ok=True)
+            report = getattr(self, f"_{stage}")(folder)
+            report["seconds"] = round(time.perf_counter() - started, 1)
+            (folder / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False))
+            reports[stage] = report
+        return reports
+
+    def _done(self, stage: str) -> bool:
+        return (stage_dir(self.config, stage) / REPORT).is_file()
+
+    def _save(self, model: BertModel, folder: Path, tokenizer: Any = None) -> dict[str, Any]:
+        model.save_pretrained(str(folder / "model"), safe_serialization=True)
+        (tokenizer or self.tokenizer).save_pretrained(str(folder / "model"))
+        return {
+            "parameters": parameters(model),
+            "size_bytes": size_on_disk(folder / "model"),
+            "layers": model.config.num_hidden_layers,
+            "hidden": model.config.hidden_size,
+            "ffn": model.config.intermediate_size,
+            "vocabulary": model.config.vocab_size,
+        }
+
+    def _layers(self, folder: Path) -> dict[str, Any]:
+        teacher = load_encoder(self.teacher_dir)
+        student, chosen = reduce_layers(teacher, self.config.layers, self.config.layer_init)
+        train, val = self.ids(self.tokenizer)
+        pad = self.tokenizer.pad_token_id
+        result = distill(student, teacher, train, val, pad, chosen, self.config.distill, folder)
+        return {"teacher_layers": chosen, "distillation": result} | self._save(student, folder)
+
+    def _prune(self, folder: Path) -> dict[str, Any]:
+        layers_report = json.loads((stage_dir(self.config, "layers") / REPORT).read_text())
+        model = load_encoder(stage_dir(self.config, "layers") / "model")
+        teacher = load_encoder(self.teacher_dir)
+        _, val = self.ids(self.tokenizer)
+        chosen = layers_report["teacher_layers"]
+        pad = self.tokenizer.pad_token_id
+        sample = val[: self.config.importance_texts]
+        importance = ffn_importance(model, teacher, sample, pad, chosen, self.config.distill)
+        keep = most_important(importance, self.config.ffn)
+        pruned = prune_ffn(model, keep)
+        before = validate(model, teacher, val, pad, chosen, self.config.distill)
+        after = validate(pruned, teacher, val, pad, chosen, self.config.distill)
+        torch.save({"importance": importance, "kept": keep}, folder / "importance.pt")
+        return {
+            "importance_texts": len(sample),
+            "val_before": before,
+            "val_after": after,
+        } | self._save(pruned, folder)
+
+    def _truncate(self, folder: Path) -> dict[str, Any]:
+        teacher = load_encoder(stage_dir(self.config, "prune") / "model")
+        student = truncate_hidden(teacher, self.config.hidden)
+        train, val = self.ids(self.tokenizer)
+        pad = self.tokenizer.pad_token_id
+        identity = list(range(teacher.config.num_hidden_layers))
+        settings = self.config.second_distill
+        result = distill(student, teacher, train, val, pad, identity, settings, folder)
+        return {"teacher": "stage 2 (prune)", "distillation": result} | self._save(student, folder)
+
+    def _vocab(self, folder: Path) -> dict[str, Any]:
+        source = stage_dir(self.config, "truncate") / "model"
+        trim = trim_model(
+            source, folder / "model", self.train_texts, self.val_texts, self.config.vocab_size
+        )
+        model = load_encoder(folder / "model")
+        return {"trim": trim, "parameters": parameters(model)} | {
+            "size_bytes": size_on_disk(folder / "model"),
+            "vocabulary": model.config.vocab_size,
+        }
+
+    def task_data(self) -> dict[str, tuple[list[str], list[int]]]:
+        task = self.config.task
+        labels = self.labels()
+        data = {}
+        for split in ("train", "dev", "test"):
+            table = read_table(task.data / f"{split}.tsv", task.text_column, task.label_column)
+            unknown = sorted(set(table.labels) - set(labels))
+            if unknown:
+                raise ValueError(f"{split}.tsv has labels {unknown} not in {labels}")
+            data[split] = (table.texts, [labels.index(y) for y in table.labels])
+        return data
+
+    def labels(self) -> list[str]:
+        task = self.config.task
+        if task.labels:
+            return list(task.labels)
+        listed = task.data / "labels.txt"
+        if listed.is_file():
+            return [x for x in read_lines(listed)]
+        table = read_table(task.data / "train.tsv", task.text_column, task.label_column)
+        return sorted(set(table.labels))
+
+    def head_models(self) -> list[tuple[str, Path, int]]:
+        """(name, encoder directory, adapter reduction) for the baseline and every stage done."""
+        head = self.config.head
+        models = [("uncompressed", self.teacher_dir, head.baseline_reduction)]
+        for stage in MODEL_STAGES:
+            if self._done(stage):
+                narrow = stage in ("truncate", "vocab")
+                reduction = head.reduction if narrow else head.baseline_reduction
+                models.append((stage, stage_dir(self.config, stage) / "model", reduction))
+        return models
+
+    def _heads(self, folder: Path) -> dict[str, Any]:
+        labels = self.labels()
+        data = self.task_data()
+        results = {}
+        for name, path, reduction in self.head_models():
+            results[name] = self.heads_for(name, path, reduction, labels, data, folder)
+        return {"labels": labels, "results": results}
+
+    def heads_for(
+        self,
+        name: str,
+        path: Path,
+        reduction: int,
+        labels: list[str],
+        data: dict[str, tuple[list[str], list[int]]],
+        folder: Path,
+    ) -> dict[str, Any]:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        encoder = load_encoder(path)
+
+        def encode(texts: list[str]) -> list[list[int]]:
+            out = tokenizer(texts, truncation=True, max_length=self.config.max_length)
+            return [list(x) for x in out["input_ids"]]
+
+        split = {k: (encode(v[0]), v[1]) for k, v in data.items()}
+        head = self.config.head
+        runs, best = [], None
+        for seed in head.seeds:
+            settings = HeadSettings(
+                head.kind, reduction, head.learning_rate, head.batch_size, head.epochs, seed
+            )
+            model, report = train_head(
+                encoder, labels, split["train"], split["dev"], tokenizer.pad_token_id, settings
+            )
+            predicted = predict_ids(model, split["test"][0], tokenizer.pad_token_id)
+            test = scores(np.array(split["test"][1]), predicted, labels)
+            report |= {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"]}
+            runs.append(report)
+            if best is None or report["dev_macro_f1"] > best[0]:
+                best = (report["dev_macro_f1"], seed, model)
+            shown = ("seed", "best_epoch", "dev_macro_f1", "test_accuracy", "test_macro_f1")
+            print(json.dumps({"model": name} | {k: report[k] for k in shown}), flush=True)
+        assert best is not None
+        if name == "vocab":  # the final student: its best head (by dev) is exported
+            torch.save(best[2].state_dict(), folder / "final-head.pt")
+        lengths = [len(x) for x in split["test"][0]]
+
+        def spread(key: str) -> dict[str, float]:
+            values = np.array([r[key] for r in runs])
+            return {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4)}
+
+        return {
+            "encoder": str(path),
+            "encoder_parameters": parameters(encoder),
+            "head_kind": head.kind,
+            "reduction": reduction,
+            "trainable_parameters": runs[0]["trainable_parameters"],
+            "test_accuracy": spread("test_accuracy"),
+            "test_macro_f1": spread("test_macro_f1"),
+            "dev_macro_f1": spread("dev_macro_f1"),
+            "exported_seed": best[1] if name == "vocab" else None,
+            "tokens_per_text": round(float(np.mean(lengths)), 2),
+            "runs": runs,
+        }
+
+    def _export(self, folder: Path) -> dict[str, Any]:
+        from training.compress.package import build, pack
+
+        head_file = stage_dir(self.config, "heads") / "final-head.pt"
+        if not head_file.is_file():
+            raise ValueError(f"{head_file} is missing: run the heads stage on the final student")
+        heads = json.loads((stage_dir(self.config, "heads") / REPORT).read_text())
+        bundle = self.config.bundle
+        assert bundle is not None
+        assert bundle.sources is not None
+        assert bundle.out is not None
+        pack(self, head_file, heads, bundle.sources)
+        return {"sources": str(bundle.sources)} | build(bundle.sources, bundle.out, record=True)

@@ -1,0 +1,78 @@
+"""The last step of every rebuild from committed sources (`models/sources/<name>/`): check the
+rebuilt model against the reference predictions the sources record (or record them), then
+export the bundle with parity. Shared by KDA students and compressed students."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerFast
+
+from training.export.bundle import BundleSpec, write_bundle
+from training.export.onnx import ExportSpec
+from training.sources import DIGEST_KEY, digest
+
+SOURCE = "source.json"
+
+
+@torch.no_grad()
+def predict(model: nn.Module, tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> list[str]:
+    """Label names for `texts`, one batch padded on the right as the service pads."""
+    ids = [list(x) for x in tokenizer(texts, truncation=True)["input_ids"]]
+    width = max(len(x) for x in ids)
+    pad = tokenizer.pad_token_id or 0
+    x = torch.tensor([row + [pad] * (width - len(row)) for row in ids])
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
+    labels: dict[int, str] = model.config.id2label  # type: ignore[union-attr,assignment]
+    return [labels[int(i)] for i in model(input_ids=x, attention_mask=mask).logits.argmax(-1)]
+
+
+def export_from_sources(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerFast,
+    source_dir: Path,
+    out: Path,
+    record: bool,
+    description: str,
+) -> dict[str, Any]:
+    """With `record`, store the model's reference predictions in the sources; otherwise refuse a
+    model that changes any of them. Then write the bundle the sources describe to `out`."""
+    source = json.loads((source_dir / SOURCE).read_text())
+    reference = source["reference"]
+    labels = predict(model.eval(), tokenizer, reference["texts"])
+    if record:
+        reference["labels"] = labels
+        (source_dir / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+    elif reference["labels"] is not None and labels != reference["labels"]:
+        changed = sum(a != b for a, b in zip(labels, reference["labels"], strict=True))
+        raise ValueError(
+            f"the model rebuilt from {source_dir} changes {changed} of "
+            f"{len(labels)} reference predictions: the base model or the sources differ"
+        )
+    info = source["bundle"]
+    config: Any = model.config
+    spec = BundleSpec(
+        name=info["name"],
+        version=info["version"],
+        task=info["task"],
+        language=info["language"],
+        labels=[config.id2label[i] for i in range(config.num_labels)],
+        max_length=int(source["max_length"]),
+        variants=tuple(info["variants"]),
+        description=description,
+        provenance=source["provenance"] | {DIGEST_KEY: digest(source_dir)},
+        evaluation=source["evaluation"],
+    )
+    export = ExportSpec(min_variant_agreement=float(info["min_variant_agreement"]))
+    manifest = write_bundle(model, tokenizer, spec, out, reference["texts"][:64], export)
+    return {
+        "bundle": str(out),
+        "variants": sorted(manifest["variants"]),
+        "parity": manifest["parity"],
+        "reference_texts": len(labels),
+        "reference_checked": reference["labels"] is not None and not record,
+    }
