@@ -8,6 +8,10 @@ initialised from), plus 1 - cosine between the mean-pooled sentence embeddings, 
 e5 users consume. Over real tokens only. When the student is narrower (hidden-size
 truncation), it is compared with the teacher's first k dimensions: the dimensions it kept.
 
+The student's token embeddings stay frozen: with e5's 250k-piece table they hold 80% of the
+parameters, their dense gradient and optimiser state would dominate every step, and stage 4
+cuts the table to the language's pieces anyway.
+
 Each distillation checkpoints every `checkpoint_every` steps and at the end of every epoch;
 an interrupted run resumes from the last checkpoint."""
 
@@ -123,7 +127,9 @@ def distill(
     teacher.to(device).eval()  # type: ignore[arg-type]
     for p in teacher.parameters():
         p.requires_grad_(False)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate)
+    student.get_input_embeddings().weight.requires_grad_(False)
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
     state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "history": [], "seconds": 0.0}
     checkpoint = out / CHECKPOINT
     if checkpoint.is_file():
@@ -164,7 +170,7 @@ def distill(
             s = student(input_ids=x, attention_mask=mask, output_hidden_states=True)
             loss, _ = distill_loss(s.hidden_states, t.hidden_states, mask, layer_map, settings)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), settings.clip)
+            torch.nn.utils.clip_grad_norm_(trainable, settings.clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))

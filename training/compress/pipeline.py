@@ -61,6 +61,7 @@ class Pipeline:
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.teacher_dir))
         lines = read_lines(config.corpus)
         train, val = split_lines(lines, config.val_fraction, config.seed)
+        self.vocab_texts = train  # pieces are counted on all of it, whatever distillation uses
         if config.max_texts is not None:
             train = train[: config.max_texts]
         self.train_texts, self.val_texts = train, val
@@ -160,7 +161,7 @@ class Pipeline:
     def _vocab(self, folder: Path) -> dict[str, Any]:
         source = stage_dir(self.config, "truncate") / "model"
         trim = trim_model(
-            source, folder / "model", self.train_texts, self.val_texts, self.config.vocab_size
+            source, folder / "model", self.vocab_texts, self.val_texts, self.config.vocab_size
         )
         model = load_encoder(folder / "model")
         return {"trim": trim, "parameters": parameters(model)} | {

@@ -96,6 +96,21 @@ def unk_share(tokenizer: Tokenizer, lines: list[str]) -> tuple[float, float]:
     return unknown / max(total, 1), total / max(len(lines), 1)
 
 
+def _load_encoder(model_dir: Path) -> Any:
+    """The encoder as saved: a BERT-like checkpoint without pooler weights (e5) loads without a
+    pooler, rather than with a random one that would be saved and counted."""
+    from safetensors import safe_open
+
+    kwargs: dict[str, Any] = {}
+    weights = model_dir / "model.safetensors"
+    config = json.loads((model_dir / "config.json").read_text())
+    if weights.is_file() and config.get("model_type") in ("bert", "xlm-roberta", "roberta"):
+        with safe_open(str(weights), framework="pt") as handle:
+            names = list(handle.keys())
+        kwargs["add_pooling_layer"] = any(".pooler." in f".{n}" for n in names)
+    return AutoModel.from_pretrained(str(model_dir), dtype=torch.float32, **kwargs)
+
+
 def trim_model(
     model_dir: Path, out: Path, lines: list[str], heldout: list[str], size: int
 ) -> dict[str, Any]:
@@ -118,7 +133,7 @@ def trim_model(
     unk_before, tokens_before = unk_share(original, heldout)
     unk_after, tokens_after = unk_share(trimmed, heldout)
 
-    model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32)
+    model = _load_encoder(model_dir)
     table = model.get_input_embeddings().weight.detach()
     rows = torch.tensor(kept, dtype=torch.long)
     new_table = torch.nn.Embedding(len(kept), table.shape[1])
