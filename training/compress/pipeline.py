@@ -23,7 +23,7 @@ import torch
 from transformers import AutoTokenizer, BertModel
 
 from training.compress import STAGES
-from training.compress.config import CompressConfig
+from training.compress.config import CompressConfig, TaskConfig
 from training.compress.distill import distill, ffn_importance, most_important, validate
 from training.compress.head import HeadSettings, train_head
 from training.compress.head import predict as predict_ids
@@ -46,6 +46,17 @@ def load_encoder(path: Path | str) -> BertModel:
         str(path), dtype=torch.float32, add_pooling_layer=False
     )
     return model.eval()
+
+
+def task_labels(task: TaskConfig) -> list[str]:
+    """The configured labels, else `labels.txt` beside the splits, else the train labels."""
+    if task.labels:
+        return list(task.labels)
+    listed = task.data / "labels.txt"
+    if listed.is_file():
+        return read_lines(listed)
+    table = read_table(task.data / "train.tsv", task.text_column, task.label_column)
+    return sorted(set(table.labels))
 
 
 def size_on_disk(path: Path) -> int:
@@ -182,14 +193,7 @@ class Pipeline:
         return data
 
     def labels(self) -> list[str]:
-        task = self.config.task
-        if task.labels:
-            return list(task.labels)
-        listed = task.data / "labels.txt"
-        if listed.is_file():
-            return [x for x in read_lines(listed)]
-        table = read_table(task.data / "train.tsv", task.text_column, task.label_column)
-        return sorted(set(table.labels))
+        return task_labels(self.config.task)
 
     def head_models(self) -> list[tuple[str, Path, int]]:
         """(name, encoder directory, adapter reduction) for the baseline and every stage done."""
