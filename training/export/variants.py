@@ -23,6 +23,8 @@ def to_fp16(source: Path, target: Path) -> None:
 def to_int8(source: Path, target: Path) -> None:
     """Dynamic int8 quantization of the matrix products; embeddings stay fp32.
 
+    Weights get one scale per output channel: with one scale per matrix, the Vietnamese KDA
+    student agreed with its fp32 graph on 79% of held-out sentences, per channel on 99%.
     The graph is first optimised and shape-annotated (onnxruntime's recommended
     pre-processing), which lets the quantizer fuse more of it."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -36,4 +38,5 @@ def to_int8(source: Path, target: Path) -> None:
             str(target),
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
+            per_channel=True,
         )
