@@ -337,6 +337,9 @@ def test_kda_run_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     shutil.rmtree(tmp_path / "models")
     assert main(["kda", "run", str(tmp_path / "kda.yaml"), "--no-train"]) == 0
     assert load_bundle(tmp_path / "models" / "vi-kda-toy").manifest.name == "vi-kda-toy"
+    shutil.copytree(tmp_path / "run", tmp_path / "moved")  # a moved run still resumes
+    moved = ["kda", "run", str(tmp_path / "kda.yaml"), "--out", str(tmp_path / "moved")]
+    assert main([*moved, "--no-train", "--no-export"]) == 0
     (tmp_path / "run" / "kda-checkpoint.pt").unlink()
     assert main(["kda", "run", str(tmp_path / "kda.yaml"), "--no-train"]) == 2
 

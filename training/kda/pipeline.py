@@ -31,8 +31,9 @@ def _digest(config: KDAConfig) -> str:
 
 
 def _training_settings(config: KDAConfig) -> dict[str, Any]:
-    """What a checkpoint depends on: not how the bundle is written, nor the thread count."""
-    return {k: v for k, v in config.to_json().items() if k not in ("bundle", "threads")}
+    """What a checkpoint depends on: not how the bundle is written, nor the thread count, nor
+    where the run directory is (a moved or copied run resumes)."""
+    return {k: v for k, v in config.to_json().items() if k not in ("bundle", "threads", "out")}
 
 
 def load_target(path: str) -> tuple[Any, torch.Tensor]:

@@ -32,6 +32,14 @@ class FitSettings:
     clip: float = 1.0
 
 
+def _without_out(fingerprint: Any) -> Any:
+    """Checkpoints written before the run directory left the fingerprint still name it."""
+    if isinstance(fingerprint, dict) and isinstance(fingerprint.get("config"), dict):
+        config = {k: v for k, v in fingerprint["config"].items() if k != "out"}
+        return fingerprint | {"config": config}
+    return fingerprint
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
     return -(teacher_probs * torch.log_softmax(student_logits, dim=-1)).sum(-1).mean()
 
@@ -85,7 +93,7 @@ def fit(
     checkpoint = out / CHECKPOINT
     if checkpoint.is_file():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        if saved["fingerprint"] != fingerprint:
+        if _without_out(saved["fingerprint"]) != fingerprint:
             raise ValueError(f"{checkpoint} belongs to another run; remove it or change out")
         student.adapter.load_state_dict(saved["adapter"])
         optimizer.load_state_dict(saved["optimizer"])
