@@ -192,7 +192,7 @@ def _kda_pack(args: argparse.Namespace) -> int:
             for path in args.evaluation
             for r in json.loads(path.read_text())["results"]
         ]
-    _emit(pack(args.run, args.out, args.base, texts, evaluation), None)
+    _emit(pack(args.run, args.out, args.base, texts, evaluation, args.bundle_from), None)
     return 0
 
 
@@ -350,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference", required=True, help="texts whose predictions a rebuild must reproduce"
     )
     kda_pack.add_argument("--reference-count", type=int, default=200)
+    kda_pack.add_argument(
+        "--bundle-from", type=Path, help="take the bundle settings from this KDA config instead"
+    )
     kda_pack.add_argument(
         "--evaluation", type=Path, nargs="*", help="`evaluate` reports to put in the manifest"
     )

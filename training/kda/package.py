@@ -58,11 +58,16 @@ def pack(
     base: str,
     reference_texts: list[str],
     evaluation: list[dict[str, Any]] | None = None,
+    bundle_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Write the committed sources of the best adapter of `run_dir` to `out`."""
+    """Write the committed sources of the best adapter of `run_dir` to `out`; the bundle
+    settings come from the run's config, or from the config file `bundle_from` (they do not
+    affect training)."""
     from training.weights.resolve import resolve_model
 
     config = KDAConfig(**json.loads((run_dir / "kda-config.json").read_text()))
+    if bundle_from is not None:
+        config.bundle = KDAConfig.from_file(bundle_from).bundle
     adapter_file = run_dir / "adapter.safetensors"
     if not adapter_file.is_file():
         raise FileNotFoundError(f"{adapter_file} is missing: run `kda run` (or --no-train) first")

@@ -11,7 +11,7 @@ reports=${3:-reports/kda}
 src=models/sources/vi-sentiment
 bundle=models/vi-sentiment
 sets=("$data/vi-sentiment/vsfc.csv" "$data/vi-sentiment/viocd.csv" "$data/vi-sentiment/vlsp.csv")
-reference=(--reference "$data/parallel-en-vi/tatoeba.tsv:vi")
+reference=(--reference "$data/parallel-en-vi/tatoeba.tsv:vi" --bundle-from training/recipes/kda-vi-sentiment.yaml)
 
 python3 -m training kda pack "$run" --out "$src" "${reference[@]}"
 python3 -m training build "$src" --out "$bundle" --record
