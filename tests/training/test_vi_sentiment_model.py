@@ -38,8 +38,8 @@ def test_rebuilt_model_reproduces_its_reported_figures(tmp_path: Path) -> None:
         predictor = predictors.setdefault(variant, BundlePredictor(out, variant))
         result = evaluate_file(predictor, data / f"{expected['dataset']}.csv")
         assert result["n"] == expected["n"]
-        # identical predictions up to one near-tie that another CPU's kernels may round the
-        # other way
-        tolerance = 1.5 / expected["n"]
+        # fp32: identical predictions up to one near-tie another CPU's kernels round the other
+        # way; int8: its kernels differ between CPU generations, up to one point
+        tolerance = 1.5 / expected["n"] if variant == "fp32" else 0.01
         assert abs(result["accuracy"] - expected["accuracy"]) <= tolerance, expected
         assert abs(result["macro_f1"] - expected["macro_f1"]) <= 2 * tolerance, expected
