@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from training.settings_files import read_settings
 
 
 @dataclass
@@ -51,15 +52,6 @@ class FinetuneConfig:
 
     @classmethod
     def from_file(cls, path: Path, **overrides: Any) -> FinetuneConfig:
-        data = json.loads(path.read_text()) if path.suffix == ".json" else _yaml(path)
+        data = read_settings(path)
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
-
-
-def _yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    loaded = yaml.safe_load(path.read_text())
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path} does not hold a mapping of settings")
-    return loaded

@@ -4,13 +4,13 @@ early stopping with patience 3, gradient clipping 1.0, 8 heads, dropout 0.1."""
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.kda.adapter import VARIANTS
+from training.kda import VARIANTS
+from training.settings_files import plain, read_settings
 
 
 @dataclass
@@ -94,28 +94,7 @@ class KDAConfig:
 
     @classmethod
     def from_file(cls, path: Path) -> KDAConfig:
-        if not path.is_file():
-            raise FileNotFoundError(f"config {path} does not exist")
-        text = path.read_text()
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} does not hold a mapping of settings")
-        return cls(**data)
+        return cls(**read_settings(path))
 
     def to_json(self) -> dict[str, Any]:
-        def plain(value: Any) -> Any:
-            if isinstance(value, Path):
-                return str(value)
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [plain(v) for v in value]
-            return value
-
-        result: dict[str, Any] = plain(asdict(self))
-        return result
+        return plain(self)
