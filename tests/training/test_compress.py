@@ -260,6 +260,26 @@ def test_finished_stages_are_skipped(compressed: Path, capsys: pytest.CaptureFix
     assert "layers: done earlier" in capsys.readouterr().out
 
 
+def test_a_stopped_heads_stage_resumes_per_seed(
+    compressed: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = next((compressed / "run").glob("*-heads"))
+    before = report(compressed, "heads")
+    (folder / "report.json").unlink()
+    (folder / "runs" / "vocab-seed2.json").unlink()  # stopped while training this head
+    args = ["compress", "run", str(compressed / "compress.yaml"), "--stage", "heads"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "uncompressed seed 1: done earlier" in out
+    assert "vocab seed 1: done earlier" in out
+    assert '"model": "vocab", "seed": 2' in out  # retrained, and only this one
+    assert out.count('"model": ') == 1
+    after = report(compressed, "heads")
+    assert after["results"]["layers"]["runs"] == before["results"]["layers"]["runs"]
+    assert len(after["results"]["vocab"]["runs"]) == 2
+    assert (folder / "final-head.pt").is_file()
+
+
 def test_a_stage_without_its_predecessor_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -14,7 +14,9 @@ distillation interrupted mid-way resumes from its checkpoint."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -232,25 +234,13 @@ class Pipeline:
 
         split = {k: (encode(v[0]), v[1]) for k, v in data.items()}
         head = self.config.head
-        runs, best = [], None
+        pad = tokenizer.pad_token_id
+        runs = []
         for seed in head.seeds:
-            settings = HeadSettings(
-                head.kind, reduction, head.learning_rate, head.batch_size, head.epochs, seed
-            )
-            model, report = train_head(
-                encoder, labels, split["train"], split["dev"], tokenizer.pad_token_id, settings
-            )
-            predicted = predict_ids(model, split["test"][0], tokenizer.pad_token_id)
-            test = scores(np.array(split["test"][1]), predicted, labels)
-            report |= {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"]}
-            runs.append(report)
-            if best is None or report["dev_macro_f1"] > best[0]:
-                best = (report["dev_macro_f1"], seed, model)
-            shown = ("seed", "best_epoch", "dev_macro_f1", "test_accuracy", "test_macro_f1")
-            print(json.dumps({"model": name} | {k: report[k] for k in shown}), flush=True)
-        assert best is not None
+            runs.append(self._head_run(name, encoder, reduction, labels, split, seed, folder, pad))
+        best = max(runs, key=lambda r: r["dev_macro_f1"])  # the first seed wins a tie
         if name == "vocab":  # the final student: its best head (by dev) is exported
-            torch.save(best[2].state_dict(), folder / "final-head.pt")
+            shutil.copyfile(self._head_file(folder, name, best["seed"]), folder / "final-head.pt")
         lengths = [len(x) for x in split["test"][0]]
 
         def spread(key: str) -> dict[str, float]:
@@ -266,10 +256,52 @@ class Pipeline:
             "test_accuracy": spread("test_accuracy"),
             "test_macro_f1": spread("test_macro_f1"),
             "dev_macro_f1": spread("dev_macro_f1"),
-            "exported_seed": best[1] if name == "vocab" else None,
+            "exported_seed": best["seed"] if name == "vocab" else None,
             "tokens_per_text": round(float(np.mean(lengths)), 2),
             "runs": runs,
         }
+
+    @staticmethod
+    def _head_file(folder: Path, name: str, seed: int) -> Path:
+        return folder / "runs" / f"{name}-seed{seed}.pt"
+
+    def _head_run(
+        self,
+        name: str,
+        encoder: BertModel,
+        reduction: int,
+        labels: list[str],
+        split: dict[str, tuple[list[list[int]], list[int]]],
+        seed: int,
+        folder: Path,
+        pad_id: int,
+    ) -> dict[str, Any]:
+        """One seed's head, or its saved report: a stopped heads stage resumes per seed."""
+        saved = folder / "runs" / f"{name}-seed{seed}.json"
+        head = self.config.head
+        settings = HeadSettings(
+            head.kind, reduction, head.learning_rate, head.batch_size, head.epochs, seed
+        )
+        if saved.is_file():
+            earlier = json.loads(saved.read_text())
+            if earlier.get("settings") == asdict(settings):
+                print(f"{name} seed {seed}: done earlier ({saved})", flush=True)
+                return earlier
+        model, report = train_head(encoder, labels, split["train"], split["dev"], pad_id, settings)
+        predicted = predict_ids(model, split["test"][0], pad_id)
+        test = scores(np.array(split["test"][1]), predicted, labels)
+        report |= {
+            "settings": asdict(settings),
+            "test_accuracy": test["accuracy"],
+            "test_macro_f1": test["macro_f1"],
+        }
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        if name == "vocab":
+            torch.save(model.state_dict(), self._head_file(folder, name, seed))
+        saved.write_text(json.dumps(report, indent=2))
+        shown = ("seed", "best_epoch", "dev_macro_f1", "test_accuracy", "test_macro_f1")
+        print(json.dumps({"model": name} | {k: report[k] for k in shown}), flush=True)
+        return report
 
     def _export(self, folder: Path) -> dict[str, Any]:
         from training.compress.package import build, pack
