@@ -76,7 +76,7 @@ def onnx_speed(model_dir: Path, labels: int, texts: list[str], max_length: int, 
         fp32, int8 = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx"
         export_onnx(model, fp32, ExportSpec(), vocab_size=len(tokenizer))
         to_int8(fp32, int8)
-        size = int8.stat().st_size
+        sizes = {"fp32_bytes": fp32.stat().st_size, "int8_bytes": int8.stat().st_size}
         options = ort.SessionOptions()
         options.intra_op_num_threads = os.cpu_count() or 1
         session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
@@ -85,7 +85,7 @@ def onnx_speed(model_dir: Path, labels: int, texts: list[str], max_length: int, 
         grouped = batches(ids, 32, pad)
         session.run(None, grouped[0])  # warm-up
         return {
-            "int8_bytes": size,
+            **sizes,
             "tokens_per_text": round(float(np.mean([len(x) for x in ids])), 2),
             "batch1_texts_per_s": round(
                 timed(lambda f: session.run(None, f), single, len(texts), repeats), 1
@@ -148,6 +148,9 @@ def main() -> None:
         engine = engine_speed(texts, args.repeats)
         final = rows[models[-1][0]]
         for key in ("batch1_texts_per_s", "batch32_texts_per_s"):
+            engine[key.replace("texts_per_s", "vs_uncompressed")] = round(
+                engine[key] / base[key], 2
+            )
             engine[key.replace("texts_per_s", "final_student_vs_engine")] = round(
                 final[key] / engine[key], 2
             )

@@ -218,6 +218,17 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress_table(args: argparse.Namespace) -> int:
+    from training.compress.table import markdown, write
+
+    if not (args.run / "compress-config.json").is_file():
+        raise ValueError(f"{args.run} is not a compression run (no compress-config.json)")
+    if args.speed and not args.speed.is_file():
+        raise ValueError(f"speed report {args.speed} not found")
+    print(markdown(write(args.run, args.speed, args.out)), end="")
+    return 0
+
+
 def _compress(args: argparse.Namespace) -> int:
     from training.compress.config import CompressConfig
     from training.compress.pipeline import Pipeline
@@ -386,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp_run.add_argument("--out", type=Path, help="run directory (overrides the config)")
     comp_run.add_argument("--threads", type=int, help="CPU threads (overrides the config)")
     comp_run.set_defaults(func=_compress)
+    comp_table = comp_commands.add_parser(
+        "table", help="one language's results table from a run's reports (Markdown + JSON)"
+    )
+    comp_table.add_argument("run", type=Path, help="a compression run directory")
+    comp_table.add_argument("--speed", type=Path, help="benchmarks/compress_speed.py's report")
+    comp_table.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.json")
+    comp_table.set_defaults(func=_compress_table)
 
     vocab = commands.add_parser("vocab", help="vocabulary trimming")
     vocab_commands = vocab.add_subparsers(dest="vocab_command", required=True)

@@ -260,6 +260,36 @@ def test_finished_stages_are_skipped(compressed: Path, capsys: pytest.CaptureFix
     assert "layers: done earlier" in capsys.readouterr().out
 
 
+def test_the_results_table_joins_stage_heads_and_speed_reports(
+    compressed: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    timing = {"fp32_bytes": 4_000_000, "int8_bytes": 1_000_000, "batch1_texts_per_s": 10.0}
+    speed = {
+        "machine": "test",
+        "onnxruntime_int8": {
+            "uncompressed": timing | {"batch32_texts_per_s": 40.0, "batch1_vs_uncompressed": 1.0},
+            "vocab": timing | {"batch32_texts_per_s": 400.0, "batch32_vs_uncompressed": 10.0},
+        },
+    }
+    (tmp_path / "speed.json").write_text(json.dumps(speed))
+    out = tmp_path / "tables" / "vi"
+    args = ["compress", "table", str(compressed / "run"), "--speed", str(tmp_path / "speed.json")]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == out.with_suffix(".md").read_text()
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert list(rows) == ["uncompressed", "layers", "prune", "truncate", "vocab"]
+    assert rows["uncompressed"]["parameters"] == parameters(encoder())
+    assert rows["vocab"]["parameters"] == report(compressed, "vocab")["parameters"]
+    heads = report(compressed, "heads")["results"]
+    assert rows["prune"]["test_accuracy"] == heads["prune"]["test_accuracy"]
+    assert rows["vocab"]["speed"]["batch32_texts_per_s"] == 400.0
+    assert "| 4 vocab (served) | 2 × 12, FFN 32 |" in printed
+    assert "400 (10.00×)" in printed
+    assert main(["compress", "table", str(tmp_path), "--out", str(out)]) == 2
+    assert "is not a compression run" in capsys.readouterr().err
+
+
 def test_a_stopped_heads_stage_resumes_per_seed(
     compressed: Path, capsys: pytest.CaptureFixture
 ) -> None:

