@@ -17,7 +17,15 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from app.bundle import load_bundle
 from tests.training.unigram import PIECES, tiny_model
 from training.cli import main
-from training.compress.distill import DistillSettings, distill, ffn_importance, most_important
+from training.compress.distill import (
+    CHECKPOINT,
+    NARROW,
+    DistillSettings,
+    Projection,
+    distill,
+    ffn_importance,
+    most_important,
+)
 from training.compress.surgery import (
     layer_choice,
     parameters,
@@ -148,6 +156,31 @@ def test_distillation_learns_and_resumes(tmp_path: Path, capsys: pytest.CaptureF
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     assert resumed["history"][-1]["val_loss"] < first["final_val"]["val_loss"]
     assert resumed["initial_val"] == first["initial_val"]
+
+
+def test_a_narrow_student_learns_through_a_projection_and_resumes_it(tmp_path: Path) -> None:
+    teacher = encoder(layers=2)
+    rng = np.random.default_rng(0)
+    ids = [list(rng.integers(4, len(PIECES) - 1, size=rng.integers(3, 9))) for _ in range(96)]
+    results = {}
+    for narrow in NARROW:
+        student = truncate_hidden(teacher, 12)
+        settings = DistillSettings(
+            epochs=2, learning_rate=3e-3, batch_size=16, checkpoint_every=3, narrow=narrow
+        )
+        results[narrow] = distill(
+            student, teacher, ids[:80], ids[80:], 1, [0, 1], settings, tmp_path / narrow
+        )
+        assert results[narrow]["narrow"] == narrow
+    for result in results.values():
+        assert result["final_val"]["val_loss"] < result["initial_val"]["loss"]
+    start = Projection(12, 24)(torch.ones(2, 12))  # starts as first-k: the student's k dims
+    assert torch.equal(start, torch.cat([torch.ones(2, 12), torch.zeros(2, 12)], dim=1))
+    saved = torch.load(tmp_path / "project" / CHECKPOINT, weights_only=False)
+    assert saved["projection"]["map.weight"].shape == (24, 12)
+    assert "projection" not in torch.load(tmp_path / "first-k" / CHECKPOINT, weights_only=False)
+    with pytest.raises(ValueError, match="narrow must be one of"):
+        DistillSettings(narrow="svd")
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,16 @@ e5-small ships without its MLM head, so the paper's 0.5 MLM + 0.5 MSE becomes: M
 the student's last hidden states and the teacher's (the paper found MSE better than KL),
 plus MSE between mapped intermediate layers (student layer i against the teacher layer it was
 initialised from), plus 1 - cosine between the mean-pooled sentence embeddings, which is what
-e5 users consume. Over real tokens only. When the student is narrower (hidden-size
-truncation), it is compared with the teacher's first k dimensions: the dimensions it kept.
+e5 users consume. Over real tokens only.
+
+When the student is narrower (hidden-size truncation), `narrow` says how it is compared:
+`first-k` against the teacher's first k dimensions (the ones it kept), or `project` (the
+default) through a learned linear map from its k dimensions to the teacher's full width,
+shared by all layers and dropped afterwards (TinyBERT's W_h), which starts by placing the
+student's k dimensions in the teacher's first k. First-k asks the student to reproduce only
+the teacher's first k coordinates and throw the rest away; the map lets it keep whatever of
+the full representation fits in k dimensions. The README's compression section has the
+measured difference.
 
 The student's token embeddings stay frozen: with e5's 250k-piece table they hold 80% of the
 parameters, their dense gradient and optimiser state would dominate every step, and stage 4
@@ -32,6 +40,7 @@ from training.finetune.trainer import length_grouped_batches
 from training.kda.student import pad_rows
 
 CHECKPOINT = "distill-checkpoint.pt"
+NARROW = ("project", "first-k")
 
 
 @dataclass
@@ -45,6 +54,36 @@ class DistillSettings:
     clip: float = 1.0
     seed: int = 13
     checkpoint_every: int = 500
+    narrow: str = "project"
+
+    def __post_init__(self) -> None:
+        if self.narrow not in NARROW:
+            raise ValueError(f"narrow must be one of {NARROW}, not {self.narrow!r}")
+
+
+class Projection(torch.nn.Module):
+    """Student width -> teacher width, initialised to put the student's k dimensions in the
+    teacher's first k (so training starts from the first-k comparison)."""
+
+    def __init__(self, student: int, teacher: int) -> None:
+        super().__init__()
+        self.map = torch.nn.Linear(student, teacher, bias=False)
+        with torch.no_grad():
+            self.map.weight.zero_()
+            self.map.weight[:student].copy_(torch.eye(student))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map(x)
+
+
+def projection_for(
+    student: BertModel, teacher: BertModel, settings: DistillSettings
+) -> Projection | None:
+    """The learned map when the student is narrower and `narrow` is `project`, else None."""
+    k, width = student.config.hidden_size, teacher.config.hidden_size
+    if k == width or settings.narrow == "first-k":
+        return None
+    return Projection(k, width)
 
 
 def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -58,21 +97,29 @@ def distill_loss(
     mask: torch.Tensor,
     layer_map: list[int],
     settings: DistillSettings,
+    projection: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """`*_states` are hidden_states tuples (embeddings first); layer_map[i] is the teacher
-    layer (0-based) behind student layer i."""
+    layer (0-based) behind student layer i. A narrower student is compared through
+    `projection` when given, else with the teacher's first k dimensions."""
     k = student_states[-1].shape[-1]
     real = mask.bool()
 
+    def widen(s: torch.Tensor) -> torch.Tensor:
+        return s if projection is None else projection(s)
+
+    def narrow(t: torch.Tensor) -> torch.Tensor:
+        return t if projection is not None else t[..., :k]
+
     def mse(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return ((s - t[..., :k]) ** 2)[real].mean()
+        return ((widen(s) - narrow(t)) ** 2)[real].mean()
 
     last = mse(student_states[-1], teacher_states[-1])
     layers = torch.stack(
         [mse(student_states[i + 1], teacher_states[j + 1]) for i, j in enumerate(layer_map)]
     ).mean()
-    pooled_s = _mean_pool(student_states[-1], mask)
-    pooled_t = _mean_pool(teacher_states[-1][..., :k], mask)
+    pooled_s = widen(_mean_pool(student_states[-1], mask))
+    pooled_t = _mean_pool(narrow(teacher_states[-1]), mask)
     cosine = (1 - torch.nn.functional.cosine_similarity(pooled_s, pooled_t, dim=-1)).mean()
     total = settings.weight_last * last + settings.weight_layers * layers
     total = total + settings.weight_cosine * cosine
@@ -92,6 +139,7 @@ def validate(
     layer_map: list[int],
     settings: DistillSettings,
     batch_size: int = 64,
+    projection: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     student.eval()
     device = next(student.parameters()).device
@@ -102,7 +150,7 @@ def validate(
         x, mask = pad_rows(ids, rows, pad_id, device)
         s = student(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states
         t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states
-        loss, parts = distill_loss(s, t, mask, layer_map, settings)
+        loss, parts = distill_loss(s, t, mask, layer_map, settings, projection)
         totals["loss"] += float(loss) * len(rows)
         for name, value in parts.items():
             totals[name] += value * len(rows)
@@ -128,29 +176,38 @@ def distill(
     for p in teacher.parameters():
         p.requires_grad_(False)
     student.get_input_embeddings().weight.requires_grad_(False)
+    projection = projection_for(student, teacher, settings)
+    narrower = student.config.hidden_size < teacher.config.hidden_size
     trainable = [p for p in student.parameters() if p.requires_grad]
+    if projection is not None:
+        projection.to(device)
+        trainable += list(projection.parameters())
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
     state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "history": [], "seconds": 0.0}
     checkpoint = out / CHECKPOINT
     if checkpoint.is_file():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         student.load_state_dict(saved["student"])
+        if projection is not None:
+            projection.load_state_dict(saved["projection"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
         print(f"resuming at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}", flush=True)
-    initial = state.get("initial") or validate(
-        student, teacher, val_ids, pad_id, layer_map, settings
-    )
+
+    def check() -> dict[str, float]:
+        return validate(student, teacher, val_ids, pad_id, layer_map, settings, 64, projection)
+
+    initial = state.get("initial") or check()
     state["initial"] = initial
     started = time.perf_counter() - state["seconds"]
     lengths = [len(x) for x in train_ids]
 
     def save() -> None:
         state["seconds"] = time.perf_counter() - started
-        torch.save(
-            {"student": student.state_dict(), "optimizer": optimizer.state_dict(), "state": state},
-            checkpoint,
-        )
+        saved = {"student": student.state_dict(), "optimizer": optimizer.state_dict()}
+        if projection is not None:
+            saved["projection"] = projection.state_dict()
+        torch.save(saved | {"state": state}, checkpoint)
 
     while state["epoch"] < settings.epochs:
         epoch = state["epoch"]
@@ -168,7 +225,9 @@ def distill(
             with torch.no_grad():
                 t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True)
             s = student(input_ids=x, attention_mask=mask, output_hidden_states=True)
-            loss, _ = distill_loss(s.hidden_states, t.hidden_states, mask, layer_map, settings)
+            loss, _ = distill_loss(
+                s.hidden_states, t.hidden_states, mask, layer_map, settings, projection
+            )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, settings.clip)
             optimizer.step()
@@ -177,7 +236,7 @@ def distill(
             state["step_in_epoch"] += 1
             if state["step_in_epoch"] % settings.checkpoint_every == 0:
                 save()
-        val = validate(student, teacher, val_ids, pad_id, layer_map, settings)
+        val = check()
         entry = {"epoch": epoch + 1, "train_loss": round(float(np.mean(losses or [0.0])), 6)}
         entry |= {f"val_{k}": v for k, v in val.items()}
         state["history"].append(entry)
@@ -193,6 +252,7 @@ def distill(
         "val_texts": len(val_ids),
         "seconds": round(time.perf_counter() - started, 1),
         "device": str(device),
+        "narrow": settings.narrow if narrower else None,
     }
 
 
