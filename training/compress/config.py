@@ -27,6 +27,17 @@ class HeadConfig:
     batch_size: int = 16
     epochs: int = 20
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    # the stages between the baseline and the final student may use the first few seeds only,
+    # where compute is short (None: all of them)
+    intermediate_seeds: int | None = None
+
+    def seeds_for(self, model: str) -> list[int]:
+        final = model in ("uncompressed", "vocab")
+        return (
+            self.seeds
+            if final or self.intermediate_seeds is None
+            else self.seeds[: self.intermediate_seeds]
+        )
 
 
 @dataclass

