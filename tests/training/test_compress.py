@@ -220,7 +220,7 @@ def compressed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "epochs": 3,
             "seeds": [1, 2],
             "intermediate_seeds": 1,
-            "learning_rate": 1e-2,
+            "learning_rates": [1e-2, 3e-3],
             "batch_size": 8,
         },
         "threads": 1,
@@ -276,6 +276,10 @@ def test_heads_are_reported_for_the_baseline_and_every_stage(compressed: Path) -
     for name, result in heads["results"].items():
         assert len(result["runs"]) == (2 if name in ("uncompressed", "vocab") else 1)
         assert 0 <= result["test_accuracy"]["mean"] <= 1
+        search = result["learning_rate_search"]  # seed 1 at each rate, the best dev kept
+        assert list(search) == ["0.01", "0.003"]
+        assert search[str(result["learning_rate"])] == max(search.values())
+        assert result["runs"][0]["dev_macro_f1"] == max(search.values())
 
 
 def test_the_exported_student_is_served_and_rebuilds(compressed: Path) -> None:
@@ -335,13 +339,14 @@ def test_a_stopped_heads_stage_resumes_per_seed(
     folder = next((compressed / "run").glob("*-heads"))
     before = report(compressed, "heads")
     (folder / "report.json").unlink()
-    (folder / "runs" / "vocab-seed2.json").unlink()  # stopped while training this head
+    rate = before["results"]["vocab"]["learning_rate"]
+    (folder / "runs" / f"vocab-seed2-lr{rate:g}.json").unlink()  # stopped while training it
     args = ["compress", "run", str(compressed / "compress.yaml"), "--stage", "heads"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "uncompressed seed 1: done earlier" in out
-    assert "vocab seed 1: done earlier" in out
-    assert '"model": "vocab", "seed": 2' in out  # retrained, and only this one
+    assert "uncompressed seed 1 lr 0.01: done earlier" in out
+    assert "vocab seed 1 lr 0.003: done earlier" in out
+    assert f'"model": "vocab", "learning_rate": {rate}, "seed": 2' in out  # only it retrained
     assert out.count('"model": ') == 1
     after = report(compressed, "heads")
     assert after["results"]["layers"]["runs"] == before["results"]["layers"]["runs"]

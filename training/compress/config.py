@@ -24,6 +24,9 @@ class HeadConfig:
     reduction: int = 2  # the students'; the uncompressed baseline uses baseline_reduction
     baseline_reduction: int = 16
     learning_rate: float = 1e-4
+    # a grid instead: each model's first seed is trained at every rate, the one with the best
+    # dev macro-F1 is kept for it and its other seeds
+    learning_rates: list[float] | None = None
     batch_size: int = 16
     epochs: int = 20
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])

@@ -237,12 +237,19 @@ class Pipeline:
         split = {k: (encode(v[0]), v[1]) for k, v in data.items()}
         head = self.config.head
         pad = tokenizer.pad_token_id
-        runs = []
-        for seed in head.seeds_for(name):
-            runs.append(self._head_run(name, encoder, reduction, labels, split, seed, folder, pad))
-        best = max(runs, key=lambda r: r["dev_macro_f1"])  # the first seed wins a tie
+        seeds = head.seeds_for(name)
+        rates = head.learning_rates or [head.learning_rate]
+
+        def run(seed: int, rate: float) -> dict[str, Any]:
+            return self._head_run(name, encoder, reduction, labels, split, seed, rate, folder, pad)
+
+        search = {rate: run(seeds[0], rate) for rate in rates}  # chosen on dev, first wins a tie
+        rate = max(rates, key=lambda r: search[r]["dev_macro_f1"])
+        runs = [search[rate]] + [run(seed, rate) for seed in seeds[1:]]
+        best = max(runs, key=lambda r: r["dev_macro_f1"])
         if name == "vocab":  # the final student: its best head (by dev) is exported
-            shutil.copyfile(self._head_file(folder, name, best["seed"]), folder / "final-head.pt")
+            chosen = self._head_file(folder, name, best["seed"], rate)
+            shutil.copyfile(chosen, folder / "final-head.pt")
         lengths = [len(x) for x in split["test"][0]]
 
         def spread(key: str) -> dict[str, float]:
@@ -259,13 +266,15 @@ class Pipeline:
             "test_macro_f1": spread("test_macro_f1"),
             "dev_macro_f1": spread("dev_macro_f1"),
             "exported_seed": best["seed"] if name == "vocab" else None,
+            "learning_rate": rate,
+            "learning_rate_search": {str(r): search[r]["dev_macro_f1"] for r in rates},
             "tokens_per_text": round(float(np.mean(lengths)), 2),
             "runs": runs,
         }
 
     @staticmethod
-    def _head_file(folder: Path, name: str, seed: int) -> Path:
-        return folder / "runs" / f"{name}-seed{seed}.pt"
+    def _head_file(folder: Path, name: str, seed: int, rate: float, suffix: str = ".pt") -> Path:
+        return folder / "runs" / f"{name}-seed{seed}-lr{rate:g}{suffix}"
 
     def _head_run(
         self,
@@ -275,19 +284,18 @@ class Pipeline:
         labels: list[str],
         split: dict[str, tuple[list[list[int]], list[int]]],
         seed: int,
+        rate: float,
         folder: Path,
         pad_id: int,
     ) -> dict[str, Any]:
         """One seed's head, or its saved report: a stopped heads stage resumes per seed."""
-        saved = folder / "runs" / f"{name}-seed{seed}.json"
+        saved = self._head_file(folder, name, seed, rate, ".json")
         head = self.config.head
-        settings = HeadSettings(
-            head.kind, reduction, head.learning_rate, head.batch_size, head.epochs, seed
-        )
+        settings = HeadSettings(head.kind, reduction, rate, head.batch_size, head.epochs, seed)
         if saved.is_file():
             earlier = json.loads(saved.read_text())
             if earlier.get("settings") == asdict(settings):
-                print(f"{name} seed {seed}: done earlier ({saved})", flush=True)
+                print(f"{name} seed {seed} lr {rate:g}: done earlier ({saved})", flush=True)
                 return earlier
         model, report = train_head(encoder, labels, split["train"], split["dev"], pad_id, settings)
         predicted = predict_ids(model, split["test"][0], pad_id)
@@ -299,10 +307,11 @@ class Pipeline:
         }
         saved.parent.mkdir(parents=True, exist_ok=True)
         if name == "vocab":
-            torch.save(model.state_dict(), self._head_file(folder, name, seed))
+            torch.save(model.state_dict(), self._head_file(folder, name, seed, rate))
         saved.write_text(json.dumps(report, indent=2))
         shown = ("seed", "best_epoch", "dev_macro_f1", "test_accuracy", "test_macro_f1")
-        print(json.dumps({"model": name} | {k: report[k] for k in shown}), flush=True)
+        line = {"model": name, "learning_rate": rate} | {k: report[k] for k in shown}
+        print(json.dumps(line), flush=True)
         return report
 
     def _export(self, folder: Path) -> dict[str, Any]:

@@ -82,6 +82,7 @@ def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
                 "test_macro_f1": head["test_macro_f1"],
                 "tokens_per_text": head["tokens_per_text"],
                 "seeds": len(head["runs"]),
+                "head_learning_rate": head.get("learning_rate"),
             }
         if name in timings:
             row["speed"] = timings[name]
