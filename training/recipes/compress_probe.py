@@ -68,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="compression run directories")
     parser.add_argument("--l2", type=float, action="append", help="default: 0.1, 0.01, 0.001")
+    parser.add_argument("--model", action="append", help="only these (uncompressed or a stage)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -79,6 +80,8 @@ def main() -> None:
         pipeline = Pipeline(config)
         data, labels = pipeline.task_data(), pipeline.labels()
         for name, path, _ in pipeline.head_models():
+            if args.model and name not in args.model:
+                continue
             train = embed(path, data["train"][0], config.max_length)
             dev = embed(path, data["dev"][0], config.max_length)
             for l2 in args.l2 or [0.1, 0.01, 0.001]:
