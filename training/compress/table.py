@@ -29,9 +29,11 @@ def _shape(report: dict[str, Any]) -> str:
     return f"{report['layers']} × {report['hidden']}, FFN {report['ffn']}"
 
 
-def _spread(value: dict[str, float] | None) -> str:
+def _spread(value: dict[str, float] | None, seeds: int | None) -> str:
     if value is None:
         return "—"
+    if seeds == 1:  # no spread to show
+        return f"{100 * value['mean']:.1f}"
     return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"
 
 
@@ -108,8 +110,8 @@ def markdown(results: dict[str, Any]) -> str:
         speed = row.get("speed")
         lines.append(
             f"| {TITLES[name]} | {_shape(row)} | {row['vocabulary']:,} | {share} "
-            f"| {_megabytes(speed)} | {_spread(row.get('test_accuracy'))} "
-            f"| {_spread(row.get('test_macro_f1'))} | {row.get('seeds', '—')} "
+            f"| {_megabytes(speed)} | {_spread(row.get('test_accuracy'), row.get('seeds'))} "
+            f"| {_spread(row.get('test_macro_f1'), row.get('seeds'))} | {row.get('seeds', '—')} "
             f"| {row.get('tokens_per_text', '—')} "
             f"| {_speed(speed, 'batch1_texts_per_s')} | {_speed(speed, 'batch32_texts_per_s')} |"
         )
