@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.compress.config import CompressConfig
 from training.compress.head import EncoderClassifier
+from training.compress import MODEL_STAGES
 from training.compress.pipeline import (
-    MODEL_STAGES,
     load_encoder,
     stage_dir,
     task_labels,

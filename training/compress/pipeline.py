@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, BertModel
 
-from training.compress import STAGES
+from training.compress import MODEL_STAGES, STAGES
 from training.compress.config import CompressConfig, TaskConfig
 from training.compress.distill import distill, ffn_importance, most_important, validate
 from training.compress.head import HeadSettings, train_head
@@ -36,7 +36,6 @@ from training.vocab.trim import split_lines, trim_model
 from training.weights.resolve import resolve_model
 
 REPORT = "report.json"
-MODEL_STAGES = ("layers", "prune", "truncate", "vocab")
 
 
 def stage_dir(config: CompressConfig, stage: str) -> Path:

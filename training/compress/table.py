@@ -10,14 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-STAGE_ROWS = ("layers", "prune", "truncate", "vocab")
-TITLES = {
-    "uncompressed": "e5-small (uncompressed)",
-    "layers": "1 layers",
-    "prune": "2 prune",
-    "truncate": "3 truncate",
-    "vocab": "4 vocab (served)",
+from training.compress import MODEL_STAGES
+
+TITLES = {"uncompressed": "e5-small (uncompressed)"} | {
+    stage: f"{n} {stage}" for n, stage in enumerate(MODEL_STAGES, start=1)
 }
+TITLES[MODEL_STAGES[-1]] += " (served)"
 
 
 def _report(run: Path, stage: str) -> dict[str, Any] | None:
@@ -63,13 +61,12 @@ def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
         raise ValueError(f"{run}: the layers report does not describe the teacher")
     full = layers["teacher"]["parameters"]
     rows: dict[str, dict[str, Any]] = {"uncompressed": dict(layers["teacher"])}
-    for stage in STAGE_ROWS:
+    for stage in MODEL_STAGES:
         report = _report(run, stage)
         if report is None:
             continue
-        previous = rows[list(rows)[-1]]  # what a stage report leaves out, the stage kept
         keys = ("layers", "hidden", "ffn", "vocabulary", "parameters")
-        rows[stage] = {k: report.get(k, previous[k]) for k in keys}
+        rows[stage] = {k: report[k] for k in keys}
         distilled = report.get("distillation")
         if distilled:
             rows[stage]["val_loss"] = distilled["final_val"]["val_loss"]
