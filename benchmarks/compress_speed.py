@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from training.compress import MODEL_STAGES
 from training.compress.config import CompressConfig
 from training.compress.head import EncoderClassifier
-from training.compress import MODEL_STAGES
 from training.compress.pipeline import (
     load_encoder,
     stage_dir,
