@@ -49,6 +49,39 @@ def test_parity_reports_every_mismatch(tmp_path: Path) -> None:
         assert case in message
 
 
+def test_export_traces_eager_attention_and_gives_the_model_its_setting_back(
+    tmp_path: Path,
+) -> None:
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    tokenizer = build_char_tokenizer()
+    model = tiny_classifier(len(tokenizer), 3, 32, seed=0, hidden=32, layers=1)
+    model.set_attn_implementation("sdpa")
+    spec = ExportSpec()
+    paths = {name: tmp_path / f"{name}.onnx" for name in ("eager", "sdpa")}
+    export_onnx(model, paths["eager"], spec, vocab_size=len(tokenizer))
+    assert model.config._attn_implementation == "sdpa"
+    torch.onnx.export(  # what the exporter would record without the switch
+        model,
+        (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long)),
+        str(paths["sdpa"]),
+        input_names=list(spec.input_names),
+        dynamic_axes=spec.dynamic_axes,
+        opset_version=spec.opset,
+        dynamo=False,
+    )
+    nodes = {name: len(onnx.load(str(path)).graph.node) for name, path in paths.items()}
+    assert nodes["eager"] < nodes["sdpa"]
+    ids = torch.tensor([tokenizer("xin chao")["input_ids"]])
+    feed = {"input_ids": ids.numpy(), "attention_mask": torch.ones_like(ids).numpy()}
+    session = ort.InferenceSession(str(paths["eager"]), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.numpy()
+    assert abs(session.run(None, feed)[0] - expected).max() < 1e-5
+
+
 def test_failed_export_leaves_no_bundle(tmp_path: Path) -> None:
     tokenizer = build_char_tokenizer()
     model = tiny_classifier(len(tokenizer), 3, 32, seed=0, hidden=32, layers=1)
