@@ -27,6 +27,7 @@ from training.compress.distill import (
     most_important,
 )
 from training.compress.surgery import (
+    HEAD_LAYOUTS,
     layer_choice,
     parameters,
     prune_ffn,
@@ -139,6 +140,32 @@ def test_truncation_keeps_the_first_k_dimensions() -> None:
     assert parameters(small) == v * d + p * d + 2 * d + 2 * d + 4 * layer
     with pytest.raises(ValueError, match="multiple of the 4 heads"):
         truncate_hidden(model, 10)
+
+
+def test_whole_heads_keep_the_teachers_first_heads_intact() -> None:
+    """On input that lives in the first k dimensions, a `whole` student's attention is exactly
+    the teacher's first k / d heads; the `split` layout regroups them into new heads."""
+    model = encoder().eval()  # 4 heads of 6
+    for layer in model.encoder.layer:  # sharp attention: random init is near-uniform
+        layer.attention.self.query.weight.data *= 30
+        layer.attention.self.key.weight.data *= 30
+    torch.manual_seed(3)
+    x = torch.randn(2, 5, 12)
+    padded = torch.cat([x, torch.zeros(2, 5, 12)], dim=-1)
+    with torch.no_grad():
+        teacher_out = model.encoder.layer[1].attention.self(padded)[0][..., :12]
+        outs = {}
+        for layout in HEAD_LAYOUTS:
+            small = truncate_hidden(model, 12, layout).eval()
+            outs[layout] = small.encoder.layer[1].attention.self(x)[0]
+    assert truncate_hidden(model, 12, "whole").config.num_attention_heads == 2
+    torch.testing.assert_close(outs["whole"], teacher_out)
+    assert not torch.allclose(outs["split"], teacher_out, atol=1e-2)
+    assert parameters(truncate_hidden(model, 12, "whole")) == parameters(truncate_hidden(model, 12))
+    with pytest.raises(ValueError, match="multiple of the 6-wide heads"):
+        truncate_hidden(model, 8, "whole")
+    with pytest.raises(ValueError, match="unknown head layout"):
+        truncate_hidden(model, 12, "some")
 
 
 def test_distillation_learns_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from training.compress.distill import DistillSettings
 from training.compress.head import HEAD_KINDS
-from training.compress.surgery import LAYER_INITS
+from training.compress.surgery import HEAD_LAYOUTS, LAYER_INITS
 from training.settings_files import plain, read_settings
 
 
@@ -87,6 +87,7 @@ class CompressConfig:
     ffn: int = 1024
     importance_texts: int = 2000  # validation texts the FFN importance is accumulated over
     hidden: int = 192
+    head_layout: str = "split"  # surgery.truncate_hidden: split (the paper's) or whole heads
     vocab_size: int = 40_000
     distill: DistillSettings = field(default_factory=DistillSettings)
     distill_truncated: DistillSettings | None = None  # default: same as distill
@@ -116,6 +117,7 @@ class CompressConfig:
             "layer_init": self.layer_init in LAYER_INITS,
             "ffn": self.ffn >= 1,
             "hidden": self.hidden >= 1,
+            "head_layout": self.head_layout in HEAD_LAYOUTS,
             "vocab_size": self.vocab_size >= 1,
             "val_fraction": 0 < self.val_fraction < 0.5,
             "max_length": self.max_length >= 4,

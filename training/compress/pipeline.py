@@ -66,6 +66,7 @@ def shape(model: BertModel) -> dict[str, int]:
         "parameters": parameters(model),
         "layers": model.config.num_hidden_layers,
         "hidden": model.config.hidden_size,
+        "heads": model.config.num_attention_heads,
         "ffn": model.config.intermediate_size,
         "vocabulary": model.config.vocab_size,
     }
@@ -167,7 +168,7 @@ class Pipeline:
 
     def _truncate(self, folder: Path) -> dict[str, Any]:
         teacher = load_encoder(stage_dir(self.config, "prune") / "model")
-        student = truncate_hidden(teacher, self.config.hidden)
+        student = truncate_hidden(teacher, self.config.hidden, self.config.head_layout)
         train, val = self.ids(self.tokenizer)
         pad = self.tokenizer.pad_token_id
         identity = list(range(teacher.config.num_hidden_layers))
