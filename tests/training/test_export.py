@@ -49,6 +49,22 @@ def test_parity_reports_every_mismatch(tmp_path: Path) -> None:
         assert case in message
 
 
+def test_labels_are_compared_on_every_text_at_its_full_length(tmp_path: Path) -> None:
+    tokenizer = build_char_tokenizer()
+    model = tiny_classifier(len(tokenizer), 3, 32, seed=0, hidden=32, layers=1)
+    other = tiny_classifier(len(tokenizer), 3, 32, seed=1, hidden=32, layers=1)
+    spec = ExportSpec(batch_sizes=(1, 2), lengths=(4, 24), atol=10.0, min_variant_agreement=1.0)
+    for name, source in (("same", model), ("other", other)):
+        export_onnx(source, tmp_path / f"{name}.onnx", spec, vocab_size=len(tokenizer))
+    sequences = [tokenizer(t)["input_ids"] for t in SAMPLE_TEXTS]
+    reports = check_parity(model, {"fp32": tmp_path / "same.onnx"}, sequences, spec, pad_id=0)
+    assert reports["fp32"].texts == len(sequences)  # each once, not once per grid case
+    assert reports["fp32"].cases == 4
+    assert reports["fp32"].label_agreement == 1.0
+    with pytest.raises(ParityError, match="int8: label agreement"):
+        check_parity(model, {"int8": tmp_path / "other.onnx"}, sequences, spec, pad_id=0)
+
+
 def test_export_traces_eager_attention_and_gives_the_model_its_setting_back(
     tmp_path: Path,
 ) -> None:
