@@ -41,23 +41,15 @@ from training.compress.pipeline import (
 )
 from training.data import read_table
 from training.export.onnx import ExportSpec, export_onnx
+from training.export.parity import full_length_batches
 from training.export.variants import to_int8
 from training.weights.resolve import resolve_model
 
 
 def batches(ids: list[list[int]], size: int, pad: int) -> list[dict[str, np.ndarray]]:
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = []
-    for start in range(0, len(order), size):
-        rows = [ids[i] for i in order[start : start + size]]
-        width = max(len(r) for r in rows)
-        x = np.full((len(rows), width), pad, dtype=np.int64)
-        mask = np.zeros_like(x)
-        for i, row in enumerate(rows):
-            x[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        out.append({"input_ids": x, "attention_mask": mask})
-    return out
+    """Length-sorted padded batches (the parity check's), as onnxruntime feeds."""
+    grouped = full_length_batches(ids, pad, longest=max(map(len, ids)), size=size)
+    return [{"input_ids": x, "attention_mask": mask} for _, x, mask in grouped]
 
 
 def timed(run: Any, work: list[Any], texts: int, repeats: int) -> float:
