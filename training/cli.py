@@ -159,6 +159,10 @@ def _kda(args: argparse.Namespace) -> int:
         config.bundle.out = args.bundle_out
     if args.threads:
         config.threads = args.threads
+    if args.feature_weight is not None:
+        if args.feature_weight < 0:
+            raise SystemExit(f"--feature-weight must be >= 0, got {args.feature_weight}")
+        config.feature_weight = args.feature_weight
     report = run(config, export=not args.no_export, train=not args.no_train)
     keys = (
         "pairs",
@@ -344,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     kda_run.add_argument("--variant", choices=VARIANTS, help="adapter (overrides the config)")
     kda_run.add_argument("--bundle-out", type=Path, help="bundle path (overrides the config)")
     kda_run.add_argument("--threads", type=int, help="CPU threads (overrides the config)")
+    kda_run.add_argument(
+        "--feature-weight",
+        type=float,
+        help="weight of the sentence-feature loss (overrides the config; 0: the paper's loss)",
+    )
     kda_run.add_argument("--no-export", action="store_true", help="stop after training")
     kda_run.add_argument(
         "--no-train",

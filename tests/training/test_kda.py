@@ -25,8 +25,14 @@ from training.export import BundleSpec, ExportSpec, write_bundle
 from training.kda.adapter import VARIANTS, KDAAdapter, SelfAttentionBlock, svd_basis
 from training.kda.config import KDAConfig, ParallelFile
 from training.kda.data import balance, read_pairs
-from training.kda.student import KDAStudent, pad_rows, teacher_kind, teacher_logits
-from training.kda.train import FitSettings, fit
+from training.kda.student import (
+    KDAStudent,
+    pad_rows,
+    teacher_kind,
+    teacher_logits,
+    teacher_outputs,
+)
+from training.kda.train import FeatureTargets, FitSettings, fit
 
 VOCAB, D = 40, 32
 
@@ -197,6 +203,67 @@ def teacher_probs_from_student(student: KDAStudent, sentences: list) -> np.ndarr
         return torch.softmax(student(ids, mask).logits, -1).numpy()
 
 
+@pytest.mark.parametrize("make_teacher", [bert_teacher, gpt2_teacher], ids=["bert", "gpt2"])
+def test_teacher_features_are_what_the_head_reads_without_padding(make_teacher) -> None:  # type: ignore[no-untyped-def]
+    teacher = make_teacher()
+    kind = teacher_kind(teacher)
+    ids = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]])
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        logits, features = teacher_outputs(teacher, kind, mask, input_ids=ids)
+        alone_logits, alone = teacher_outputs(
+            teacher, kind, torch.ones(1, 3, dtype=torch.long), input_ids=ids[:1, :3]
+        )
+        hidden = teacher.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert features.shape == (2, 2 * D)
+    torch.testing.assert_close(logits, teacher_logits(teacher, kind, mask, input_ids=ids))
+    torch.testing.assert_close(logits[0], alone_logits[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(features[0], alone[0], atol=1e-5, rtol=1e-5)
+    read = hidden[:, 0] if kind == "encoder" else hidden[torch.tensor([0, 1]), torch.tensor([2, 4])]
+    torch.testing.assert_close(features[:, :D], read)
+    torch.testing.assert_close(features[1, D:], hidden[1].mean(0))
+    torch.testing.assert_close(features[0, D:], hidden[0, :3].mean(0))
+
+
+def test_feature_loss_trains_the_student_towards_the_teachers_features(tmp_path: Path) -> None:
+    teacher = bert_teacher()
+    source, target, table = toy_language(teacher, 1200, seed=0)
+    ids, mask = batch(source)
+    with torch.no_grad():
+        logits, sentence = teacher_outputs(teacher, "encoder", mask, input_ids=ids)
+    probs = torch.softmax(logits, -1).numpy()
+    features = FeatureTargets.standardise(sentence[:1000].numpy(), sentence[1000:].numpy())
+    student = KDAStudent(teacher, table, "full", heads=8, dropout=0.0)
+    settings = FitSettings(learning_rate=2e-3, batch_size=32, epochs=8, patience=8, seed=0)
+    with pytest.raises(ValueError, match="needs the teacher's features"):
+        fit(
+            student,
+            target[:1000],
+            probs[:1000],
+            target[1000:],
+            probs[1000:],
+            FitSettings(feature_weight=1.0),
+            tmp_path / "none",
+            pad_id=0,
+        )
+    settings.feature_weight = 1.0
+    report = fit(
+        student,
+        target[:1000],
+        probs[:1000],
+        target[1000:],
+        probs[1000:],
+        settings,
+        tmp_path / "run",
+        pad_id=0,
+        features=features,
+    )
+    last = report["history"][-1]
+    assert last["heldout_feature_loss"] < 0.5 * report["initial_heldout"]["feature_loss"]
+    assert report["heldout_agreement"] >= 0.9, last
+    assert last["train_loss"] < report["initial_heldout"]["loss"]  # the distillation part only
+
+
 def test_decoder_pooling_ignores_right_padding() -> None:
     teacher = gpt2_teacher()
     ids = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]])
@@ -276,7 +343,8 @@ def test_export_parity_for_both_teacher_kinds(make_teacher, tmp_path: Path) -> N
     assert load_bundle(tmp_path / "b").manifest.labels == ("negative", "neutral", "positive")
 
 
-def test_kda_run_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def toy_run_config(tmp_path: Path) -> dict:  # type: ignore[type-arg]
+    """A saved tiny teacher and target, 240 toy pairs and a run configuration using them."""
     tokenizer = build_char_tokenizer(max_length=64)
     teacher = bert_teacher(vocab=len(tokenizer))
     teacher.save_pretrained(str(tmp_path / "teacher"))
@@ -321,6 +389,11 @@ def test_kda_run_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
             "variants": ["fp32"],
         },
     }
+    return config
+
+
+def test_kda_run_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = toy_run_config(tmp_path)
     (tmp_path / "kda.yaml").write_text(yaml.safe_dump(config))
     assert main(["kda", "run", str(tmp_path / "kda.yaml")]) == 0
     assert "trainable parameters" in capsys.readouterr().out
@@ -342,6 +415,29 @@ def test_kda_run_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([*moved, "--no-train", "--no-export"]) == 0
     (tmp_path / "run" / "kda-checkpoint.pt").unlink()
     assert main(["kda", "run", str(tmp_path / "kda.yaml"), "--no-train"]) == 2
+
+
+def test_kda_run_with_feature_loss_keeps_features_and_relabels_old_caches(
+    tmp_path: Path,
+) -> None:
+    config = toy_run_config(tmp_path) | {"epochs": 1}
+    (tmp_path / "kda.yaml").write_text(yaml.safe_dump(config))
+    assert main(["kda", "run", str(tmp_path / "kda.yaml"), "--no-export"]) == 0
+    cache = tmp_path / "run" / "pseudo-labels.npz"
+    saved = dict(np.load(cache))
+    assert saved["features"].shape == (saved["probs"].shape[0], 2 * D)
+    np.savez(cache, probs=saved["probs"], digest=saved["digest"])  # as older runs wrote it
+    featured = ["kda", "run", str(tmp_path / "kda.yaml"), "--no-export", "--feature-weight", "0.5"]
+    assert main([*featured, "--out", str(tmp_path / "featured")]) == 0
+    report = json.loads((tmp_path / "featured" / "kda-report.json").read_text())
+    assert report["feature_weight"] == 0.5
+    assert "heldout_feature_loss" in report["history"][0]
+    shutil.copy(cache, tmp_path / "featured" / "pseudo-labels.npz")
+    (tmp_path / "featured" / "kda-checkpoint.pt").unlink()
+    assert main([*featured, "--out", str(tmp_path / "featured")]) == 0  # relabelled
+    assert "features" in np.load(tmp_path / "featured" / "pseudo-labels.npz")
+    with pytest.raises(SystemExit, match="--feature-weight must be >= 0"):
+        main([*featured, "--feature-weight", "-1"])
 
 
 def test_example_config_parses_and_bad_settings_are_named(tmp_path: Path) -> None:

@@ -62,6 +62,9 @@ class KDAConfig:
     heldout: float = 0.05
     balance: str | float | dict[str, int] = "smallest"  # a ratio, or counts per label
     seed: int = 13
+    # > 0: also match the teacher's sentence features (standardised MSE, this weight), see
+    # training/kda/train.py; 0 is the paper's loss
+    feature_weight: float = 0.0
     threads: int = 0
     limit: int | None = None  # first N pairs per file (smoke runs)
     bundle: BundleInfo = field(default_factory=BundleInfo)
@@ -84,6 +87,7 @@ class KDAConfig:
             "epochs": self.epochs >= 1,
             "patience": self.patience >= 1,
             "heldout": 0 < self.heldout < 0.5,
+            "feature_weight": self.feature_weight >= 0,
             "balance": self.balance in ("smallest", "none")
             or isinstance(self.balance, dict)
             or (isinstance(self.balance, (int, float)) and self.balance >= 1),

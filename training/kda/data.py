@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from training.data import read_table
 from training.kda.config import ParallelFile
-from training.kda.student import TeacherKind, pad_rows, teacher_logits
+from training.kda.student import TeacherKind, pad_rows, teacher_outputs
 
 
 @dataclass
@@ -85,20 +85,26 @@ def pseudo_label(
     texts: list[str],
     max_length: int,
     batch_size: int = 128,
-) -> np.ndarray:
-    """The teacher's class probabilities for each source sentence: (n, labels) float32."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's class probabilities for each source sentence, (n, labels) float32, and
+    its sentence features (`teacher_outputs`), (n, 2 x width) float16."""
     teacher.eval()
     device = next(teacher.parameters()).device
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     probs = np.zeros((len(texts), teacher.config.num_labels), dtype=np.float32)
+    features: np.ndarray | None = None
     for start in tqdm(range(0, len(order), batch_size), desc="pseudo-label", unit="batch"):
         rows = order[start : start + batch_size]
         ids, mask = pad_rows(encoded, rows, pad, device)
-        logits = teacher_logits(teacher, kind, mask, input_ids=ids)
+        logits, sentence = teacher_outputs(teacher, kind, mask, input_ids=ids)
         probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return probs
+        if features is None:
+            features = np.zeros((len(texts), sentence.shape[1]), dtype=np.float16)
+        features[rows] = sentence.cpu().numpy().astype(np.float16)
+    assert features is not None
+    return probs, features
 
 
 def balance(

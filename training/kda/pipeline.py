@@ -19,8 +19,8 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 from training.export import BundleSpec, ExportSpec, write_bundle
 from training.kda.config import KDAConfig
 from training.kda.data import balance, pseudo_label, read_pairs, split_heldout
-from training.kda.student import KDAStudent, teacher_kind
-from training.kda.train import FitSettings, fit
+from training.kda.student import KDAStudent, TeacherKind, teacher_kind
+from training.kda.train import FeatureTargets, FitSettings, fit
 
 
 def _digest(config: KDAConfig) -> str:
@@ -32,8 +32,31 @@ def _digest(config: KDAConfig) -> str:
 
 def _training_settings(config: KDAConfig) -> dict[str, Any]:
     """What a checkpoint depends on: not how the bundle is written, nor the thread count, nor
-    where the run directory is (a moved or copied run resumes)."""
-    return {k: v for k, v in config.to_json().items() if k not in ("bundle", "threads", "out")}
+    where the run directory is (a moved or copied run resumes). The paper's loss (no feature
+    weight) leaves the fingerprint as runs made before the setting existed wrote it."""
+    skip = {"bundle", "threads", "out"}
+    if not config.feature_weight:
+        skip.add("feature_weight")
+    return {k: v for k, v in config.to_json().items() if k not in skip}
+
+
+def _teacher_targets(
+    config: KDAConfig, teacher: Any, kind: TeacherKind, tokenizer: Any, sources: list[str]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The teacher's probabilities (and sentence features) on the source side, cached in the
+    run directory; a cache made before features were kept is relabelled only if they are
+    needed."""
+    cache = config.out / "pseudo-labels.npz"
+    digest = _digest(config)
+    if cache.is_file():
+        saved = np.load(cache)
+        if str(saved["digest"]) == digest and ("features" in saved or not config.feature_weight):
+            return saved["probs"], saved.get("features")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    probs, features = pseudo_label(teacher.to(device), kind, tokenizer, sources, config.max_length)
+    teacher.cpu()
+    np.savez(cache, probs=probs, features=features, digest=np.array(digest))
+    return probs, features
 
 
 def load_target(path: str) -> tuple[Any, torch.Tensor]:
@@ -59,15 +82,7 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
     pairs = read_pairs(config.parallel, config.limit)
     print(f"{len(pairs.source)} pairs; teacher: {kind} with labels {labels}", flush=True)
 
-    cache = out / "pseudo-labels.npz"
-    digest = _digest(config)
-    if cache.is_file() and str(np.load(cache)["digest"]) == digest:
-        probs = np.load(cache)["probs"]
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        probs = pseudo_label(teacher.to(device), kind, teacher_tok, pairs.source, config.max_length)
-        teacher.cpu()
-        np.savez(cache, probs=probs, digest=np.array(digest))
+    probs, sentence = _teacher_targets(config, teacher, kind, teacher_tok, pairs.source)
     keep, balance_report = balance(probs.argmax(1), labels, config.balance, config.seed)
     (out / "balance.json").write_text(json.dumps(balance_report, indent=2))
     print(f"labels before {balance_report['before']} after {balance_report['after']}")
@@ -77,6 +92,10 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
     ids = target_tok(targets, truncation=True, max_length=config.max_length)["input_ids"]
     ids = [list(x) for x in ids]
     train_idx, held_idx = split_heldout(len(keep), config.heldout, config.seed)
+    features = None
+    if config.feature_weight:
+        assert sentence is not None
+        features = FeatureTargets.standardise(sentence[keep][train_idx], sentence[keep][held_idx])
     student = KDAStudent(
         teacher, target_table, config.variant, config.svd_rank, config.heads, config.dropout
     )
@@ -87,7 +106,12 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
     )
     pad = target_tok.pad_token_id if target_tok.pad_token_id is not None else 0
     settings = FitSettings(
-        config.learning_rate, config.batch_size, config.epochs, config.patience, config.seed
+        config.learning_rate,
+        config.batch_size,
+        config.epochs,
+        config.patience,
+        config.seed,
+        feature_weight=config.feature_weight,
     )
     report = fit(
         student,
@@ -98,14 +122,16 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
         settings,
         out,
         pad,
-        fingerprint={"config": _training_settings(config), "digest": digest},
+        fingerprint={"config": _training_settings(config), "digest": _digest(config)},
         train=train,
+        features=features,
     )
     report.update(
         teacher=config.teacher,
         teacher_kind=kind,
         target=config.target,
         variant=config.variant,
+        feature_weight=config.feature_weight,
         labels=labels,
         balance=balance_report,
         pairs=len(pairs.source),

@@ -31,6 +31,41 @@ def teacher_kind(teacher: Any) -> TeacherKind:
     )
 
 
+def teacher_outputs(
+    teacher: Any,
+    kind: TeacherKind,
+    attention_mask: torch.Tensor,
+    input_ids: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's logits and its sentence features, from token ids or from embeddings,
+    right-padded batches. The features are the last layer's hidden state at the token the head
+    reads (the first for encoders, the last real one for decoders) next to the mean over real
+    tokens: 2 x width numbers per sentence where the logits give a handful, which is what the
+    optional feature loss distils."""
+    mask = attention_mask.unsqueeze(-1).to(torch.float32)
+    if kind == "encoder":
+        out = teacher(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+        )
+        hidden = out.hidden_states[-1]
+        logits: torch.Tensor = out.logits
+        read = hidden[:, 0]
+    else:
+        body = teacher.base_model
+        hidden = body(
+            input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask
+        ).last_hidden_state
+        last = attention_mask.long().sum(dim=1) - 1
+        read = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        logits = teacher.score(read)
+    mean = (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return logits, torch.cat([read.float(), mean], dim=-1)
+
+
 def teacher_logits(
     teacher: Any,
     kind: TeacherKind,
@@ -39,20 +74,7 @@ def teacher_logits(
     inputs_embeds: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The teacher's logits from token ids or from embeddings, right-padded batches."""
-    if kind == "encoder":
-        out = teacher(
-            input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask
-        )
-        logits: torch.Tensor = out.logits
-        return logits
-    body = teacher.base_model
-    hidden = body(
-        input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask
-    ).last_hidden_state
-    last = attention_mask.long().sum(dim=1) - 1
-    pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    scored: torch.Tensor = teacher.score(pooled)
-    return scored
+    return teacher_outputs(teacher, kind, attention_mask, input_ids, inputs_embeds)[0]
 
 
 class KDAStudent(nn.Module):
@@ -90,10 +112,14 @@ class KDAStudent(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> SequenceClassifierOutput:
+        return SequenceClassifierOutput(logits=self.with_features(input_ids, attention_mask)[0])
+
+    def with_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the teacher-side sentence features (see `teacher_outputs`)."""
         adapted = self.adapter(self.embeddings(input_ids), attention_mask)
-        return SequenceClassifierOutput(
-            logits=teacher_logits(self.teacher, self.kind, attention_mask, inputs_embeds=adapted)
-        )
+        return teacher_outputs(self.teacher, self.kind, attention_mask, inputs_embeds=adapted)
 
 
 def pad_rows(

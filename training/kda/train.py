@@ -2,7 +2,13 @@
 the student's on the target sentence (paper eq. 1). Only the adapter trains. An epoch ends
 with the held-out loss and student-teacher agreement; the best adapter is kept, training stops
 after `patience` epochs without improvement, and a checkpoint after every epoch lets an
-interrupted run resume."""
+interrupted run resume.
+
+With `feature_weight` > 0 the student also matches the teacher's sentence features (the hidden
+state its head reads and the mean over tokens, `teacher_outputs`), standardised per dimension
+on the training pairs: a 3-class distribution says little per pair, and the paper's 300k pairs
+are not available here. Model choice stays on the held-out distillation loss alone, so runs
+with and without features are compared on the same number."""
 
 from __future__ import annotations
 
@@ -30,6 +36,29 @@ class FitSettings:
     patience: int = 3
     seed: int = 13
     clip: float = 1.0
+    feature_weight: float = 0.0
+
+
+@dataclass
+class FeatureTargets:
+    """The teacher's sentence features for the training and held-out pairs, standardised with
+    the training pairs' mean and spread."""
+
+    train: np.ndarray
+    held: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def standardise(cls, train: np.ndarray, held: np.ndarray) -> FeatureTargets:
+        mean = train.astype(np.float32).mean(0)
+        scale = train.astype(np.float32).std(0) + 1e-4
+        return cls(
+            ((train - mean) / scale).astype(np.float32),
+            ((held - mean) / scale).astype(np.float32),
+            mean,
+            scale,
+        )
 
 
 def _without_out(fingerprint: Any) -> Any:
@@ -44,23 +73,44 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.
     return -(teacher_probs * torch.log_softmax(student_logits, dim=-1)).sum(-1).mean()
 
 
+def feature_loss(
+    student_features: torch.Tensor, target: torch.Tensor, features: FeatureTargets
+) -> torch.Tensor:
+    mean = torch.from_numpy(features.mean).to(student_features.device)
+    scale = torch.from_numpy(features.scale).to(student_features.device)
+    return torch.nn.functional.mse_loss((student_features - mean) / scale, target)
+
+
 @torch.no_grad()
 def evaluate(
-    student: KDAStudent, ids: list[list[int]], probs: np.ndarray, pad_id: int, batch_size: int = 256
+    student: KDAStudent,
+    ids: list[list[int]],
+    probs: np.ndarray,
+    pad_id: int,
+    batch_size: int = 256,
+    features: FeatureTargets | None = None,
 ) -> dict[str, float]:
+    """Held-out distillation loss and agreement (and, given targets, the feature loss)."""
     student.eval()
     device = next(student.adapter.parameters()).device
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    loss_sum, agree = 0.0, 0
+    loss_sum, agree, feature_sum = 0.0, 0, 0.0
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         x, mask = pad_rows(ids, rows, pad_id, device)
-        logits = student(x, mask).logits.float()
+        logits, predicted = student.with_features(x, mask)
+        logits = logits.float()
         target = torch.from_numpy(probs[rows]).to(device)
         loss_sum += float(kd_loss(logits, target)) * len(rows)
         agree += int((logits.argmax(-1) == target.argmax(-1)).sum())
+        if features is not None:
+            wanted = torch.from_numpy(features.held[rows]).to(device)
+            feature_sum += float(feature_loss(predicted, wanted, features)) * len(rows)
     student.train()
-    return {"loss": loss_sum / len(ids), "agreement": agree / len(ids)}
+    result = {"loss": loss_sum / len(ids), "agreement": agree / len(ids)}
+    if features is not None:
+        result["feature_loss"] = feature_sum / len(ids)
+    return result
 
 
 def fit(
@@ -74,9 +124,15 @@ def fit(
     pad_id: int,
     fingerprint: dict[str, Any] | None = None,
     train: bool = True,
+    features: FeatureTargets | None = None,
 ) -> dict[str, Any]:
     """Train (or, with `train=False`, only reload the best adapter of the checkpoint, e.g. to
-    export an interrupted run) and report."""
+    export an interrupted run) and report. `features` is required when the settings weight
+    the feature loss."""
+    if settings.feature_weight > 0 and features is None:
+        raise ValueError("feature_weight > 0 needs the teacher's features of the pairs")
+    if settings.feature_weight == 0:
+        features = None
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     student.to(device).train()
@@ -101,24 +157,33 @@ def fit(
         print(f"resuming after epoch {state['epoch']}", flush=True)
     if not train and state["best_adapter"] is None:
         raise ValueError(f"no trained adapter in {checkpoint}: train first")
-    initial = evaluate(student, held_ids, held_probs, pad_id) if not state["history"] else None
+    initial = None
+    if not state["history"]:
+        initial = evaluate(student, held_ids, held_probs, pad_id, features=features)
     started = time.perf_counter() - state["seconds"]
     lengths = [len(x) for x in train_ids]
     while train and state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
         epoch = state["epoch"]
         torch.manual_seed(settings.seed + epoch)
         batches = length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch)
-        losses = []
+        losses, feature_losses = [], []
         for rows in tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False):
             x, mask = pad_rows(train_ids, rows, pad_id, device)
             target = torch.from_numpy(train_probs[rows]).to(device)
-            loss = kd_loss(student(x, mask).logits.float(), target)
+            logits, predicted = student.with_features(x, mask)
+            distil = kd_loss(logits.float(), target)
+            loss = distil
+            if features is not None:
+                wanted = torch.from_numpy(features.train[rows]).to(device)
+                matched = feature_loss(predicted, wanted, features)
+                feature_losses.append(float(matched.detach()))
+                loss = loss + settings.feature_weight * matched
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, settings.clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-        held = evaluate(student, held_ids, held_probs, pad_id)
+            losses.append(float(distil.detach()))
+        held = evaluate(student, held_ids, held_probs, pad_id, features=features)
         state["epoch"] = epoch + 1
         entry = {
             "epoch": epoch + 1,
@@ -126,6 +191,9 @@ def fit(
             "heldout_loss": round(held["loss"], 5),
             "heldout_agreement": round(held["agreement"], 4),
         }
+        if features is not None:
+            entry["train_feature_loss"] = round(float(np.mean(feature_losses)), 5)
+            entry["heldout_feature_loss"] = round(held["feature_loss"], 5)
         state["history"].append(entry)
         tqdm.write(json.dumps(entry))
         if held["loss"] < state["best_loss"] - 1e-6:
