@@ -153,9 +153,11 @@ def breakdown(
     """fp32 and int8 graphs on one thread and on every core, and the int8 operator shares at
     batch 32, for the uncompressed model, the final student, and the final student regrouped
     into whole 32-wide heads: where the time goes and what the head layout would change."""
+    from transformers import AutoConfig
+
     cores = os.cpu_count() or 1
     (_, teacher), (final, student) = models[0], models[-1]
-    shape = load_encoder(teacher).config
+    shape = AutoConfig.from_pretrained(str(teacher))
     width = shape.hidden_size // shape.num_attention_heads
     cases: list[tuple[str, Path, int | None]] = [
         ("uncompressed", teacher, None),
