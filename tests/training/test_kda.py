@@ -235,29 +235,11 @@ def test_feature_loss_trains_the_student_towards_the_teachers_features(tmp_path:
     features = FeatureTargets.standardise(sentence[:1000].numpy(), sentence[1000:].numpy())
     student = KDAStudent(teacher, table, "full", heads=8, dropout=0.0)
     settings = FitSettings(learning_rate=2e-3, batch_size=32, epochs=8, patience=8, seed=0)
+    pairs = (target[:1000], probs[:1000], target[1000:], probs[1000:])
     with pytest.raises(ValueError, match="needs the teacher's features"):
-        fit(
-            student,
-            target[:1000],
-            probs[:1000],
-            target[1000:],
-            probs[1000:],
-            FitSettings(feature_weight=1.0),
-            tmp_path / "none",
-            pad_id=0,
-        )
+        fit(student, *pairs, FitSettings(feature_weight=1.0), tmp_path / "none", pad_id=0)
     settings.feature_weight = 1.0
-    report = fit(
-        student,
-        target[:1000],
-        probs[:1000],
-        target[1000:],
-        probs[1000:],
-        settings,
-        tmp_path / "run",
-        pad_id=0,
-        features=features,
-    )
+    report = fit(student, *pairs, settings, tmp_path / "run", pad_id=0, features=features)
     last = report["history"][-1]
     assert last["heldout_feature_loss"] < 0.5 * report["initial_heldout"]["feature_loss"]
     assert report["heldout_agreement"] >= 0.9, last
