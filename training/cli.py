@@ -377,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--evaluation", type=Path, nargs="*", help="`evaluate` reports to put in the manifest"
     )
     kda_pack.set_defaults(func=_kda_pack)
+    from training.kda.commands import register as register_adapt
+
+    register_adapt(kda_commands)
 
     rebuild = commands.add_parser(
         "build", help="rebuild a bundle from committed sources (models/sources/<name>)"
@@ -431,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
     trim.add_argument("--seed", type=int, default=13)
     trim.add_argument("--report", type=Path)
     trim.set_defaults(func=_vocab_trim)
+
+    from training.ensemble.cli import register as register_ensemble
+    from training.probe.cli import register as register_probe
+
+    register_probe(commands)
+    register_ensemble(commands)
     return parser
 
 

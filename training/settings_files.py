@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def read_settings(path: Path) -> dict[str, Any]:
@@ -39,3 +43,15 @@ def plain(config: Any) -> dict[str, Any]:
 
     result: dict[str, Any] = convert(asdict(config))
     return result
+
+
+def validated(model: type[ModelT], data: dict[str, Any], source: Path) -> ModelT:
+    """`data` as a `model` (pydantic), or a ValueError naming the file and every bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"{source}: {problems}") from None

@@ -170,3 +170,26 @@ def test_cli_reports_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     code = main(["demo-bundle", "--out", str(tmp_path / "d"), "--labels", "only"])
     assert code == 2
     assert "labels must be at least two distinct names" in capsys.readouterr().err
+
+
+def test_variants_leave_nothing_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime's converters may drop temporaries into the working directory; the variants
+    run in a scratch directory of their own, and relative paths still mean the caller's."""
+    from training.export.variants import to_fp16, to_int8
+
+    tokenizer = build_char_tokenizer()
+    model = tiny_classifier(len(tokenizer), 3, 32, seed=0, hidden=32, layers=1)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    export_onnx(model, Path("model.onnx"), ExportSpec(), vocab_size=len(tokenizer))
+    to_fp16(Path("model.onnx"), Path("model.fp16.onnx"))
+    to_int8(Path("model.onnx"), Path("model.int8.onnx"))
+    assert Path.cwd() == work
+    assert sorted(p.name for p in work.iterdir()) == [
+        "model.fp16.onnx",
+        "model.int8.onnx",
+        "model.onnx",
+    ]

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training.batches import length_grouped_batches
 from training.cli import main
 from training.demo import build_char_tokenizer, tiny_classifier
 from training.evaluate.metrics import scores
 from training.finetune.config import FinetuneConfig
-from training.finetune.trainer import Finetuner, length_grouped_batches
+from training.finetune.trainer import Finetuner
 
 LABELS = ["negative", "neutral", "positive"]
 WORDS = {"negative": "bad awful", "neutral": "table chair", "positive": "good great"}

@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 from transformers import BertModel
 
-from training.finetune.trainer import length_grouped_batches
+from training.batches import length_grouped_batches
 from training.kda.student import pad_rows
 
 CHECKPOINT = "distill-checkpoint.pt"

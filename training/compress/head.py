@@ -22,8 +22,8 @@ from tqdm import tqdm
 from transformers import BertModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from training.batches import length_grouped_batches
 from training.evaluate.metrics import scores
-from training.finetune.trainer import length_grouped_batches
 from training.kda.student import pad_rows
 
 HEAD_KINDS = ("adapter", "full")

@@ -4,6 +4,7 @@ one interface, so a bundle is scored exactly as the service will run it."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 from typing import Protocol
 
@@ -79,6 +80,10 @@ class BundlePredictor:
         self.tokenizer = Tokenizer.from_file(str(bundle / manifest["tokenizer"] / "tokenizer.json"))
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
+        preprocessing = manifest.get("preprocessing", {})
+        self.lowercase = bool(preprocessing.get("lowercase", False))
+        form = preprocessing.get("unicode_normalization", "none")
+        self.normal_form = None if form == "none" else form
         self.pad_id = (
             self.tokenizer.token_to_id("[PAD]") or self.tokenizer.token_to_id("<pad>") or 0
         )
@@ -86,8 +91,14 @@ class BundlePredictor:
             str(bundle / manifest["variants"][variant]), providers=["CPUExecutionProvider"]
         )
 
+    def prepare(self, text: str) -> str:
+        """The manifest's preprocessing, exactly as the service applies it."""
+        if self.normal_form:
+            text = unicodedata.normalize(self.normal_form, text)
+        return text.lower() if self.lowercase else text
+
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        return [list(e.ids) for e in self.tokenizer.encode_batch(texts)]
+        return [list(e.ids) for e in self.tokenizer.encode_batch([self.prepare(t) for t in texts])]
 
     def logits(self, ids: list[list[int]]) -> np.ndarray:
         arr, mask = _pad(ids, self.pad_id)

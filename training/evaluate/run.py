@@ -11,9 +11,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from training.data import read_table
+from training.data import Table, read_table
 from training.evaluate.metrics import scores
 from training.evaluate.predictors import Predictor
+
+
+def truncate(ids: list[int], max_length: int) -> list[int]:
+    """Cut token ids that already carry their special tokens as the service's tokenizer does:
+    the final special token (`</s>`, `[SEP]`) stays, the text before it is shortened."""
+    if len(ids) <= max_length:
+        return ids
+    return ids[: max_length - 1] + ids[-1:]
 
 
 def evaluate_file(
@@ -26,7 +34,36 @@ def evaluate_file(
     batch_size: int = 64,
 ) -> dict[str, Any]:
     table = read_table(path, text_column, label_column, label_map)
-    labels = predictor.labels
+    logits, lengths = predict_logits(predictor, table.texts, batch_size, path.name)
+    return score_logits(table, predictor.labels, logits, lengths, predictor.max_length, binary)
+
+
+def predict_logits(
+    predictor: Predictor, texts: list[str], batch_size: int = 64, desc: str = "predict"
+) -> tuple[np.ndarray, list[int]]:
+    """Logits for `texts` (truncated as served, length-sorted batches) and each text's length
+    in tokens before truncation."""
+    ids = predictor.token_ids(texts)
+    cut = [truncate(x, predictor.max_length) for x in ids]
+    order = np.argsort([len(x) for x in cut], kind="stable")
+    logits = np.zeros((len(cut), len(predictor.labels)), dtype=np.float32)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        rows = order[start : start + batch_size]
+        logits[rows] = predictor.logits([cut[i] for i in rows])
+    return logits, [len(x) for x in ids]
+
+
+def score_logits(
+    table: Table,
+    labels: list[str],
+    logits: np.ndarray,
+    lengths: list[int],
+    max_length: int,
+    binary: str = "auto",
+) -> dict[str, Any]:
+    """Scores of one labelled table from a model's logits on its texts (and their lengths in
+    tokens before truncation)."""
+    path = table.path
     unknown = sorted(set(table.labels) - set(labels))
     if unknown:
         raise ValueError(
@@ -35,31 +72,24 @@ def evaluate_file(
         )
     present = sorted({labels.index(g) for g in table.labels})
     restrict = binary == "drop-absent" or (binary == "auto" and len(present) < len(labels))
-    ids = predictor.token_ids(table.texts)
-    lengths = np.array([len(x) for x in ids])
-    cut = [x[: predictor.max_length] for x in ids]
-    order = np.argsort([len(x) for x in cut], kind="stable")
-    logits = np.zeros((len(cut), len(labels)), dtype=np.float32)
-    for start in tqdm(range(0, len(order), batch_size), desc=path.name, unit="batch", leave=False):
-        rows = order[start : start + batch_size]
-        logits[rows] = predictor.logits([cut[i] for i in rows])
     if restrict:
         masked = np.full_like(logits, -np.inf)
         masked[:, present] = logits[:, present]
         logits = masked
     gold = np.array([labels.index(g) for g in table.labels])
     result = scores(gold, logits.argmax(1), labels)
+    counts = np.array(lengths)
     result.update(
         {
             "dataset": path.stem,
             "file": str(path),
             "scored_labels": [labels[i] for i in present] if restrict else labels,
             "tokens_per_text": {
-                "mean": round(float(lengths.mean()), 2),
-                "p95": float(np.percentile(lengths, 95)),
+                "mean": round(float(counts.mean()), 2),
+                "p95": float(np.percentile(counts, 95)),
             },
-            "truncated_share": round(float((lengths > predictor.max_length).mean()), 4),
-            "max_length": predictor.max_length,
+            "truncated_share": round(float((counts > max_length).mean()), 4),
+            "max_length": max_length,
         }
     )
     return result

@@ -66,6 +66,7 @@ def export_from_sources(
         description=description,
         provenance=source["provenance"] | {DIGEST_KEY: digest(source_dir)},
         evaluation=source["evaluation"],
+        preprocessing=source.get("preprocessing", {}),
     )
     export = ExportSpec(min_variant_agreement=float(info["min_variant_agreement"]))
     manifest = write_bundle(model, tokenizer, spec, out, reference["texts"][:64], export)

@@ -1,9 +1,15 @@
-"""Reduced-precision variants of an exported graph: fp16 for GPUs, dynamic int8 for CPUs."""
+"""Reduced-precision variants of an exported graph: fp16 for GPUs, dynamic int8 for CPUs.
+
+onnxruntime's converters may write temporaries into the working directory (the symbolic
+shape inference saves `sym_shape_infer_temp.onnx` plus external data there when it gives
+up), so both run inside a temporary working directory of their own."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -11,13 +17,21 @@ import onnx
 log = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def _scratch_directory() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="smallglot-onnx-") as tmp, contextlib.chdir(tmp):
+        yield Path(tmp)
+
+
 def to_fp16(source: Path, target: Path) -> None:
     """fp16 weights and activations, fp32 inputs and outputs (callers need not change)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = onnx.load(str(source))
-    converted = convert_float_to_float16(model, keep_io_types=True)
-    onnx.save(converted, str(target))
+    source, target = source.resolve(), target.resolve()
+    with _scratch_directory():
+        model = onnx.load(str(source))
+        converted = convert_float_to_float16(model, keep_io_types=True)
+        onnx.save(converted, str(target))
 
 
 def to_int8(source: Path, target: Path) -> None:
@@ -30,8 +44,9 @@ def to_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
+    source, target = source.resolve(), target.resolve()
+    with _scratch_directory() as tmp:
+        prepared = tmp / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(
             str(prepared),

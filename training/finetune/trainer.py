@@ -6,7 +6,6 @@ evaluation from which an interrupted run resumes where it stopped."""
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -20,27 +19,13 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from training.batches import length_grouped_batches
 from training.data import read_table
 from training.evaluate.metrics import scores
 from training.finetune.config import FinetuneConfig
 from training.weights.resolve import resolve_model
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Shuffle, sort within windows of 50 batches by length, then shuffle the batches: little
-    padding, yet a different mix every epoch."""
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * 50
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lengths.__getitem__)
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
 
 
 class Finetuner:

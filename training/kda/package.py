@@ -131,13 +131,8 @@ def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFa
     if _sha256(base_dir / "tokenizer.json") != source["base_tokenizer_sha256"]:
         raise ValueError(f"{base_dir} has another tokenizer than the one {source_dir} was cut from")
     kept = json.loads((source_dir / KEPT).read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = write_tokenizer(base_dir, kept, Path(tmp))
+    tokenizer, table = _pieces(base_dir, kept, source.get("preprocessing", {}))
     tokenizer.model_max_length = int(source["max_length"])
-    with safe_open(str(base_dir / "model.safetensors"), framework="pt") as weights:
-        names = weights.keys()
-        key = next(k for k in names if k.endswith("word_embeddings.weight"))
-        table = weights.get_tensor(key).float()[torch.tensor(kept)]
 
     tensors = {k: v.float() for k, v in load_file(str(source_dir / WEIGHTS)).items()}
     config = AutoConfig.from_pretrained(str(source_dir / TEACHER_CONFIG))
@@ -156,7 +151,54 @@ def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFa
     )
     adapter = {k[len(ADAPTER_PREFIX) :]: v for k, v in tensors.items() if k.startswith("adapter.")}
     student.adapter.load_state_dict(adapter)
+    shift = source.get("logit_shift")
+    if shift is not None:  # prior correction, baked into the head's bias (see training/prior.py)
+        bias = _last_linear(_head(teacher)).bias
+        with torch.no_grad():
+            bias.add_(torch.tensor(shift, dtype=bias.dtype))
     return student.eval(), tokenizer, source
+
+
+def _head(teacher: Any) -> Any:
+    return teacher.classifier if hasattr(teacher, "classifier") else teacher.score
+
+
+def _last_linear(head: Any) -> torch.nn.Linear:
+    if isinstance(head, torch.nn.Linear):
+        return head
+    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise ValueError(f"the teacher's head {type(head).__name__} has no linear layer")
+    return linears[-1]
+
+
+def _pieces(
+    base_dir: Path, kept: list[int], preprocessing: dict[str, Any]
+) -> tuple[PreTrainedTokenizerFast, torch.Tensor]:
+    """The base tokenizer cut to `kept` (with the recorded preprocessing in its normaliser)
+    and the matching rows of the base embedding table."""
+    from training.kda.adapt import with_preprocessing
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = with_preprocessing(write_tokenizer(base_dir, kept, Path(tmp)), preprocessing)
+    with safe_open(str(base_dir / "model.safetensors"), framework="pt") as weights:
+        names = weights.keys()
+        key = next(k for k in names if k.endswith("word_embeddings.weight"))
+        table = weights.get_tensor(key).float()[torch.tensor(kept)]
+    return tokenizer, table
+
+
+def student_with_pieces(
+    student: KDAStudent,
+    base_dir: Path,
+    kept: list[int],
+    preprocessing: dict[str, Any] | None = None,
+) -> tuple[KDAStudent, PreTrainedTokenizerFast]:
+    """The same student reading another set of the base model's pieces: the adapter works on
+    embedding vectors, so a wider vocabulary needs no training, only the rows."""
+    tokenizer, table = _pieces(base_dir, kept, preprocessing or {})
+    student.embeddings = torch.nn.Embedding.from_pretrained(table, freeze=True)
+    return student, tokenizer
 
 
 def build(source_dir: Path, out: Path, record: bool = False) -> dict[str, Any]:
@@ -165,3 +207,62 @@ def build(source_dir: Path, out: Path, record: bool = False) -> dict[str, Any]:
     student, tokenizer, source = rebuild_student(source_dir)
     description = f"KDA student ({source['variant']} adapter)"
     return export_from_sources(student, tokenizer, source_dir, out, record, description)
+
+
+def pack_adapted(
+    run_dir: Path,
+    out: Path,
+    reference_texts: list[str],
+    evaluation: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Committed sources for a `kda adapt` run: its base sources with the adapted adapter, the
+    widened piece list, the preprocessing and the prior correction it used."""
+    from training.kda.adapt import REPORT, AdaptConfig
+
+    config = AdaptConfig.model_validate_json((run_dir / "adapt-config.json").read_text())
+    report = json.loads((run_dir / REPORT).read_text())
+    base = config.sources
+    tensors = {k: v for k, v in load_file(str(base / WEIGHTS)).items()}
+    adapter = torch.load(run_dir / "adapter.pt", map_location="cpu", weights_only=True)
+    tensors |= {ADAPTER_PREFIX + k: v.half().contiguous() for k, v in adapter.items()}
+    source = json.loads((base / SOURCE).read_text())
+    kept = json.loads((run_dir / KEPT).read_text())
+    ensemble = json.loads((config.labels / "ensemble-report.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != base.resolve():
+        (out / TEACHER_CONFIG).write_text((base / TEACHER_CONFIG).read_text())
+    save_file(tensors, str(out / WEIGHTS))
+    (out / KEPT).write_text(json.dumps(kept))
+    source["preprocessing"] = (
+        {"lowercase": True, "unicode_normalization": "NFC"}
+        if config.lowercase
+        else {"unicode_normalization": "NFC"}
+    )
+    provenance = source["provenance"]
+    labels = json.loads((base / TEACHER_CONFIG).read_text())["id2label"]
+    names = [labels[str(i)] for i in range(len(labels))]
+    if "prior" in report:
+        # the base's own shift was in the head the adapter trained on: the two add up
+        earlier = source.get("logit_shift") or [0.0] * len(names)
+        shift = [a + b for a, b in zip(earlier, report["prior"]["logit_shift"], strict=True)]
+        source["logit_shift"] = [round(x, 4) for x in shift]
+        assumed = report["prior"]["em_estimate"]
+    else:
+        assumed = report["prior_trained_under"]
+    # the class prior the exported logits assume, for whoever corrects them again
+    provenance["prior"] = dict(zip(names, assumed, strict=True))
+    provenance["method"] = f"{provenance['method'].split(' + ')[0]} + in-domain adaptation"
+    provenance["target_embeddings"] = f"{source['base']} trimmed to {len(kept)} pieces"
+    provenance["adaptation"] = {
+        "texts": report["texts"],
+        "heldout": report["heldout"],
+        "ensemble": [m["member"] for m in ensemble["members"]],
+        "steps": report["steps"],
+        "best_heldout_loss": report["best_heldout_loss"],
+        "vocabulary": report["vocabulary"],
+        "prior": report.get("prior"),
+    }
+    source["evaluation"] = evaluation or []
+    source["reference"] = {"texts": reference_texts, "labels": None}
+    (out / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+    return {"out": str(out), "kept_pieces": len(kept), "tensors": len(tensors)}

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.finetune.trainer import length_grouped_batches
+from training.batches import length_grouped_batches
 from training.kda.student import KDAStudent, pad_rows
 
 CHECKPOINT = "kda-checkpoint.pt"

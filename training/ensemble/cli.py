@@ -1,0 +1,112 @@
+"""`python -m training ensemble label`: soft labels for unlabeled text (see label.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _label(args: argparse.Namespace) -> int:
+    from training.data import read_corpus
+    from training.ensemble.label import label
+    from training.probe.features import normalise
+
+    texts: list[str] = []
+    seen: set[str] = set()
+    for spec in args.texts:
+        for text in read_corpus(spec):
+            text = normalise(text, False)
+            if text not in seen:
+                seen.add(text)
+                texts.append(text)
+    print(f"{len(texts)} distinct texts from {len(args.texts)} files", flush=True)
+    report = label(args.members, texts, args.out, args.heldout, args.seed, args.variant)
+    print(json.dumps({k: v for k, v in report.items() if k != "members"}, indent=2))
+    return 0
+
+
+def _heldout(args: argparse.Namespace) -> int:
+    from training.ensemble.label import heldout_fit
+
+    rows = {str(model): heldout_fit(args.labels, model, args.variant) for model in args.models}
+    for model, row in rows.items():
+        print(
+            f"{model:<48} cross-entropy={row['heldout_cross_entropy']:.5f} "
+            f"agreement={row['heldout_agreement']:.4f}"
+        )
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps({"labels": str(args.labels), "models": rows}, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.data import read_table
+    from training.ensemble.label import ensemble_probabilities
+    from training.evaluate.run import score_logits
+
+    labels = json.loads((args.labels / "ensemble-report.json").read_text())["labels"]
+    reports = []
+    for path in args.data:
+        table = read_table(path)
+        probs = ensemble_probabilities(args.labels, table.texts, args.variant)
+        result = score_logits(table, labels, np.log(probs), [0] * len(table.texts), 0)
+        for key in ("tokens_per_text", "truncated_share", "max_length"):
+            result.pop(key)
+        reports.append(result)
+        print(
+            f"{result['dataset']:<24} accuracy={result['accuracy']:.4f} "
+            f"macro-F1={result['macro_f1']:.4f}",
+            flush=True,
+        )
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(
+            json.dumps(
+                {"model": f"ensemble {args.labels}", "variant": "ensemble", "results": reports},
+                indent=2,
+            )
+        )
+    return 0
+
+
+def register(commands: Any) -> None:
+    ensemble = commands.add_parser("ensemble", help="soft labels for unlabeled text")
+    sub = ensemble.add_subparsers(dest="ensemble_command", required=True)
+    lab = sub.add_parser("label", help="prior-corrected ensemble probabilities (no labels read)")
+    lab.add_argument(
+        "--members",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="bundles (their training prior from the manifest) or probe runs",
+    )
+    lab.add_argument(
+        "--texts",
+        nargs="+",
+        required=True,
+        help="text files (a line each) or TABLE:COLUMN; unlabeled only",
+    )
+    lab.add_argument("--out", type=Path, required=True)
+    lab.add_argument("--heldout", type=float, default=0.05, help="share kept for early stopping")
+    lab.add_argument("--seed", type=int, default=13)
+    lab.add_argument("--variant", default="fp32", help="bundle variant that labels")
+    lab.set_defaults(func=_label)
+    held = sub.add_parser(
+        "heldout", help="each model's fit to the ensemble on the held-out slice (chooses models)"
+    )
+    held.add_argument("--labels", type=Path, required=True, help="an `ensemble label` directory")
+    held.add_argument("--models", type=Path, nargs="+", required=True, help="bundles or probes")
+    held.add_argument("--variant", default="fp32")
+    held.add_argument("--report", type=Path)
+    held.set_defaults(func=_heldout)
+    ev = sub.add_parser("evaluate", help="score the ensemble itself on labelled files")
+    ev.add_argument("--labels", type=Path, required=True, help="an `ensemble label` directory")
+    ev.add_argument("--data", type=Path, nargs="+", required=True)
+    ev.add_argument("--variant", default="fp32")
+    ev.add_argument("--report", type=Path)
+    ev.set_defaults(func=_evaluate)

@@ -1,0 +1,308 @@
+"""In-domain adaptation of a trained KDA student (beyond the paper).
+
+The paper's student only ever sees translated news and talks; the texts it is asked about are
+feedback, reviews and social posts. Here the student keeps learning on unlabeled text of those
+domains, from soft labels an ensemble of zero-shot models gave it (`python -m training
+ensemble label`: each member prior-corrected by EM, then averaged; no label of any evaluation
+set is read). Only the adapter trains, as in KDA itself; the teacher stays frozen.
+
+Three further label-free changes ride along, each a setting:
+- the Vietnamese side gets the teacher's own normalisation (NFC, lowercase: the English teacher
+  is uncased), recorded with the sources so the tokenizer, the evaluator and the service apply
+  it too;
+- the vocabulary also keeps every piece the unlabeled training slice uses (informal spellings,
+  emoji), with `<unk>` share and tokens per text reported on the held-out slice;
+- the exported logits are shifted by the ratio of the prior EM estimates on the unlabeled text
+  to the prior the student was trained under (Saerens et al., 2002).
+
+The run checkpoints every `eval_every` steps (adapter, optimiser, RNG, epoch and position in
+the epoch's batch order, best adapter so far) and resumes exactly from there."""
+
+from __future__ import annotations
+
+import json
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tokenizers import Tokenizer, normalizers
+from tqdm import tqdm
+
+from training.batches import length_grouped_batches
+from training.kda.student import KDAStudent, pad_rows
+from training.kda.train import kd_loss
+from training.settings_files import read_settings, validated
+
+CHECKPOINT = "adapt-checkpoint.pt"
+REPORT = "adapt-report.json"
+
+
+class AdaptConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: Path  # committed sources of a KDA student (models/sources/<name>)
+    labels: Path  # an `ensemble label` directory
+    out: Path
+    lowercase: bool = True
+    extend_vocabulary: bool = True
+    prior_correction: bool = True
+    learning_rate: float = Field(default=1e-4, gt=0, lt=1)
+    batch_size: int = Field(default=32, ge=1)
+    epochs: int = Field(default=2, ge=1)
+    eval_every: int = Field(default=400, ge=1)
+    patience: int = Field(default=4, ge=1)  # evaluations without a better held-out loss
+    max_length: int = Field(default=100, ge=4)
+    clip: float = Field(default=1.0, gt=0)
+    seed: int = 13
+    threads: int = Field(default=0, ge=0)
+
+    @classmethod
+    def from_file(cls, path: Path, **overrides: Any) -> AdaptConfig:
+        data = read_settings(path) | {k: v for k, v in overrides.items() if v is not None}
+        return validated(cls, data, path)
+
+
+def prepare(text: str, lowercase: bool) -> str:
+    text = unicodedata.normalize("NFC", text)
+    return text.lower() if lowercase else text
+
+
+def with_preprocessing(tokenizer: Any, preprocessing: dict[str, Any]) -> Any:
+    """Put the recorded preprocessing in front of the fast tokenizer's own normaliser, so every
+    consumer of `tokenizer.json` (training, parity, the evaluator, the service) applies it."""
+    steps: list[Any] = []
+    if preprocessing.get("unicode_normalization", "none") == "NFC":
+        steps.append(normalizers.NFC())
+    if preprocessing.get("lowercase"):
+        steps.append(normalizers.Lowercase())
+    if steps:
+        backend = tokenizer.backend_tokenizer
+        if backend.normalizer is not None:
+            steps.append(backend.normalizer)
+        backend.normalizer = normalizers.Sequence(steps)
+    return tokenizer
+
+
+def unk_share(tokenizer: Tokenizer, texts: list[str]) -> dict[str, float]:
+    unk = tokenizer.token_to_id("<unk>")
+    total = unknown = 0
+    for enc in tokenizer.encode_batch(texts, add_special_tokens=False):
+        total += len(enc.ids)
+        unknown += sum(1 for i in enc.ids if i == unk)
+    return {
+        "unk_share": round(unknown / max(total, 1), 6),
+        "tokens_per_text": round(total / max(len(texts), 1), 2),
+    }
+
+
+def extended_pieces(base_dir: Path, kept: list[int], texts: list[str]) -> list[int]:
+    """`kept` plus every base piece `texts` use, in base-id order (the trim's convention)."""
+    from training.vocab.trim import count_pieces
+
+    base = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
+    return sorted(set(kept) | set(count_pieces(base, texts)))
+
+
+def _checkpoint_state(path: Path, config: AdaptConfig) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    if saved["config"] != _fingerprint(config):
+        raise ValueError(f"{path} belongs to another run; remove it or change out")
+    return saved
+
+
+def _fingerprint(config: AdaptConfig) -> dict[str, Any]:
+    """What a checkpoint depends on: not where it lives, nor the thread count, nor when the run
+    stops (more epochs or patience continue the same trajectory)."""
+    skip = ("out", "threads", "epochs", "patience")
+    return {k: v for k, v in json.loads(config.model_dump_json()).items() if k not in skip}
+
+
+@torch.no_grad()
+def held_out(
+    student: KDAStudent, ids: list[list[int]], probs: np.ndarray, pad: int
+) -> dict[str, float]:
+    student.eval()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    loss, agree = 0.0, 0
+    for start in range(0, len(order), 256):
+        rows = order[start : start + 256]
+        x, mask = pad_rows(ids, rows, pad, torch.device("cpu"))
+        logits = student(x, mask).logits.float()
+        target = torch.from_numpy(probs[rows])
+        loss += float(kd_loss(logits, target)) * len(rows)
+        agree += int((logits.argmax(-1) == target.argmax(-1)).sum())
+    student.train()
+    return {"loss": loss / len(ids), "agreement": agree / len(ids)}
+
+
+@torch.no_grad()
+def probabilities(student: KDAStudent, ids: list[list[int]], pad: int) -> np.ndarray:
+    student.eval()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out = np.zeros((len(ids), student.config.num_labels), dtype=np.float32)
+    for start in tqdm(range(0, len(order), 256), desc="student probabilities", unit="batch"):
+        rows = order[start : start + 256]
+        x, mask = pad_rows(ids, rows, pad, torch.device("cpu"))
+        out[rows] = torch.softmax(student(x, mask).logits.float(), -1).numpy()
+    return out
+
+
+def run(config: AdaptConfig) -> dict[str, Any]:
+    from training.kda.package import rebuild_student, student_with_pieces
+    from training.prior import em_prior, logit_shift, smoothed
+    from training.weights.resolve import resolve_model
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "adapt-config.json").write_text(config.model_dump_json(indent=2))
+    student, tokenizer, source = rebuild_student(config.sources)
+    texts = json.loads((config.labels / "texts.json").read_text())
+    saved = np.load(config.labels / "labels.npz")
+    probs, held = saved["probs"].astype(np.float32), saved["heldout"]
+    labels = [student.config.id2label[i] for i in range(student.config.num_labels)]
+    if list(saved["labels"]) != labels:
+        raise ValueError(f"{config.labels} labels {list(saved['labels'])}, the student {labels}")
+    prepared = [prepare(t, config.lowercase) for t in texts]
+    train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
+    report: dict[str, Any] = {
+        "texts": len(texts),
+        "train": len(train_rows),
+        "heldout": len(held_rows),
+    }
+
+    base_dir = Path(resolve_model(source["base"]))
+    kept = json.loads((config.sources / "kept-pieces.json").read_text())
+    before = unk_share(tokenizer.backend_tokenizer, [prepared[i] for i in held_rows])
+    if config.extend_vocabulary:
+        kept = extended_pieces(base_dir, kept, [prepared[i] for i in train_rows])
+        student, tokenizer = student_with_pieces(student, base_dir, kept)
+    after = unk_share(tokenizer.backend_tokenizer, [prepared[i] for i in held_rows])
+    report["vocabulary"] = {"pieces": len(kept), "heldout_before": before, "heldout_after": after}
+    (config.out / "kept-pieces.json").write_text(json.dumps(kept))
+    print(json.dumps(report), flush=True)
+
+    ids = [
+        list(x)
+        for x in tokenizer(prepared, truncation=True, max_length=config.max_length)["input_ids"]
+    ]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    train_ids, held_ids = [ids[i] for i in train_rows], [ids[i] for i in held_rows]
+    train_probs, held_probs = probs[train_rows], probs[held_rows]
+
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+    state: dict[str, Any] = {
+        "step": 0,
+        "epoch": 0,
+        "position": 0,
+        "best_loss": float("inf"),
+        "bad_evals": 0,
+        "history": [],
+        "best_adapter": None,
+        "seconds": 0.0,
+    }
+    checkpoint = config.out / CHECKPOINT
+    saved_state = _checkpoint_state(checkpoint, config)
+    if saved_state is not None:
+        student.adapter.load_state_dict(saved_state["adapter"])
+        optimizer.load_state_dict(saved_state["optimizer"])
+        torch.set_rng_state(saved_state["rng"])
+        state = saved_state["state"]
+        print(f"resuming at step {state['step']} (epoch {state['epoch'] + 1})", flush=True)
+    else:
+        initial = held_out(student, held_ids, held_probs, pad)
+        state["history"].append(
+            {
+                "step": 0,
+                "heldout_loss": round(initial["loss"], 5),
+                "heldout_agreement": round(initial["agreement"], 4),
+            }
+        )
+        state["best_loss"] = initial["loss"]
+        state["best_adapter"] = {k: v.clone() for k, v in student.adapter.state_dict().items()}
+        print(json.dumps(state["history"][-1]), flush=True)
+    started = time.perf_counter() - state["seconds"]
+    lengths = [len(x) for x in train_ids]
+    student.train()
+    while state["epoch"] < config.epochs and state["bad_evals"] < config.patience:
+        batches = length_grouped_batches(lengths, config.batch_size, config.seed + state["epoch"])
+        bar = tqdm(
+            total=len(batches), initial=state["position"], desc=f"epoch {state['epoch'] + 1}"
+        )
+        losses: list[float] = []
+        while state["position"] < len(batches) and state["bad_evals"] < config.patience:
+            rows = batches[state["position"]]
+            x, mask = pad_rows(train_ids, rows, pad, torch.device("cpu"))
+            loss = kd_loss(student(x, mask).logits.float(), torch.from_numpy(train_probs[rows]))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            state["position"] += 1
+            state["step"] += 1
+            bar.update(1)
+            if state["step"] % config.eval_every == 0 or state["position"] == len(batches):
+                result = held_out(student, held_ids, held_probs, pad)
+                entry = {
+                    "step": state["step"],
+                    "epoch": state["epoch"] + 1,
+                    "train_loss": round(float(np.mean(losses)), 5),
+                    "heldout_loss": round(result["loss"], 5),
+                    "heldout_agreement": round(result["agreement"], 4),
+                }
+                losses = []
+                state["history"].append(entry)
+                tqdm.write(json.dumps(entry))
+                if result["loss"] < state["best_loss"] - 1e-5:
+                    state["best_loss"], state["bad_evals"] = result["loss"], 0
+                    state["best_adapter"] = {
+                        k: v.detach().clone() for k, v in student.adapter.state_dict().items()
+                    }
+                else:
+                    state["bad_evals"] += 1
+                if state["position"] == len(batches):
+                    state["epoch"] += 1
+                    state["position"] = 0
+                state["seconds"] = time.perf_counter() - started
+                torch.save(
+                    {
+                        "config": _fingerprint(config),
+                        "adapter": student.adapter.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": torch.get_rng_state(),
+                        "state": state,
+                    },
+                    checkpoint,
+                )
+                if state["position"] == 0:
+                    break
+        bar.close()
+    student.adapter.load_state_dict(state["best_adapter"])
+    student.eval()
+    report["history"] = state["history"]
+    report["best_heldout_loss"] = round(state["best_loss"], 5)
+    report["steps"] = state["step"]
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    trained_under = smoothed(train_probs.mean(0))
+    report["prior_trained_under"] = trained_under.round(4).tolist()
+    if config.prior_correction:
+        prior, steps = em_prior(probabilities(student, ids, pad), trained_under)
+        report["prior"] = {
+            "trained_under": trained_under.round(4).tolist(),
+            "em_estimate": prior.round(4).tolist(),
+            "em_iterations": steps,
+            "logit_shift": logit_shift(trained_under, prior).round(4).tolist(),
+        }
+    torch.save(
+        {k: v.contiguous() for k, v in student.adapter.state_dict().items()},
+        config.out / "adapter.pt",
+    )
+    (config.out / REPORT).write_text(json.dumps(report, indent=2))
+    return report
