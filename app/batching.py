@@ -1,12 +1,14 @@
 """Dynamic batching: one queue and one worker per model.
 
-Texts arrive already tokenized, so every length is known. A flush happens at `max_batch_size`
-texts, at `max_batch_tokens` padded tokens, or `max_wait` after the oldest text arrived,
-whichever comes first. A flush is sorted by length and cut into length-homogeneous runs, each
-padded only to its own longest text. Every text has its own future, so a request split across
-flushes still gets its results back whole and in order. A full queue is refused at once; a
-failed batch fails all its futures; a cancelled caller just leaves its futures behind, which the
-worker skips.
+Texts arrive already tokenized, so every length is known. When a worker is free, whatever is
+queued goes at once: an idle model never makes a text wait. While every worker is busy, texts
+gather, and a flush happens at `max_batch_size` texts, at `max_batch_tokens` padded tokens, or
+`max_wait` after the oldest text arrived, whichever comes first (continuous batching: the
+batch forms while the model is busy, not while it idles). A flush is sorted by length and cut
+into length-homogeneous runs, each padded only to its own longest text. Every text has its
+own future, so a request split across flushes still gets its results back whole and in order.
+A full queue is refused at once; a failed batch fails all its futures; a cancelled caller
+just leaves its futures behind, which the worker skips.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class BatchConfig:
     max_batch_size: int = 32
     max_batch_tokens: int = 8192
     max_wait_s: float = 0.005
+    flush_when_idle: bool = True  # a free worker takes what is queued without waiting
     max_queue: int = 2048
     retry_after_s: int = 1
     workers: int = 1  # batches running in parallel (threads calling the model)
@@ -221,7 +224,7 @@ class Batcher:
                 self._arrived.clear()
                 continue
             flush_at = self._queue[0].enqueued + self.config.max_wait_s
-            while not self._ready() and not self._closing:
+            while self._busy() and not self._ready() and not self._closing:
                 remaining = flush_at - time.perf_counter()
                 if remaining <= 0:
                     break
@@ -242,9 +245,14 @@ class Batcher:
             task.add_done_callback(self._finished)
         await asyncio.gather(*self._running, return_exceptions=True)
 
+    def _busy(self) -> bool:
+        """Every worker has a batch: only then is waiting for more texts worth their latency."""
+        return not self.config.flush_when_idle or len(self._running) >= self.config.workers
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self._slots.release()
+        self._arrived.set()  # a worker is free: what is queued can go at once
 
     async def _execute(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()

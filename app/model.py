@@ -109,6 +109,7 @@ class ServedModel:
             max_batch_size=settings.max_batch_size,
             max_batch_tokens=settings.max_batch_tokens,
             max_wait_s=settings.max_wait_ms / 1000,
+            flush_when_idle=settings.flush_when_idle,
             max_queue=settings.max_queue_texts,
             retry_after_s=settings.retry_after_s,
             workers=settings.inference_workers or self.runtime.default_workers(),

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_batch_tokens: int = Field(default=8192, ge=1)
     max_wait_ms: float = Field(default=5.0, ge=0, le=10_000)
+    # true: a free worker takes what is queued at once (lowest latency); false: every flush
+    # waits for max_batch_size, max_batch_tokens or max_wait_ms, idle or not (fullest batches)
+    flush_when_idle: bool = True
     max_queue_texts: int = Field(default=2048, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)

@@ -31,6 +31,7 @@ async def test_full_queue_answers_429_at_once(built: dict[str, Path]) -> None:
         max_texts_per_request=2,
         max_queue_texts=2,
         max_wait_ms=500,
+        flush_when_idle=False,
         max_batch_size=64,
         retry_after_s=2,
     ) as client:
@@ -51,7 +52,9 @@ async def test_full_queue_answers_429_at_once(built: dict[str, Path]) -> None:
 
 
 async def test_deadline_answers_504_naming_the_wait(built: dict[str, Path]) -> None:
-    async with serve(built, max_wait_ms=1000, max_batch_size=64, request_timeout_s=0.1) as client:
+    async with serve(
+        built, max_wait_ms=1000, flush_when_idle=False, max_batch_size=64, request_timeout_s=0.1
+    ) as client:
         response = await client.post("/v1/sentiment", json={"text": "chậm"})
         assert response.status_code == 504
         error = response.json()["error"]

@@ -68,14 +68,47 @@ async def test_flush_at_max_batch_tokens() -> None:
     await batcher.stop()
 
 
-async def test_flush_after_max_wait() -> None:
+async def test_flush_after_max_wait_when_asked_to_wait_even_if_idle() -> None:
     model = EchoModel()
-    batcher = make(model, max_batch_size=64, max_wait_s=0.15)
+    batcher = make(model, max_batch_size=64, max_wait_s=0.15, flush_when_idle=False)
     started = time.perf_counter()
     out = await batcher.run(rows((7, 2)), timeout_s=5)
     waited = time.perf_counter() - started
     assert 0.14 <= waited < 1.0
     assert int(out[0][0]) == 7
+    await batcher.stop()
+
+
+async def test_an_idle_model_takes_a_text_at_once() -> None:
+    model = EchoModel()
+    batcher = make(model, max_batch_size=64, max_wait_s=5.0)
+    started = time.perf_counter()
+    out = await batcher.run(rows((7, 2)), timeout_s=10)
+    assert time.perf_counter() - started < 1.0  # not the 5 s max_wait
+    assert int(out[0][0]) == 7
+    await batcher.stop()
+
+
+async def test_texts_gather_while_the_model_is_busy() -> None:
+    """One worker, held busy by the first text: the next three, sent one by one, wait for
+    max_wait and run together; once the worker is free again a new text goes at once."""
+    model = EchoModel()
+    model.gate.clear()
+    batcher = make(model, max_batch_size=64, max_wait_s=0.1, workers=1)
+    first = asyncio.create_task(batcher.run(rows((1, 2)), timeout_s=10))
+    await asyncio.sleep(0.05)
+    rest = []
+    for token in (2, 3, 4):
+        rest.append(asyncio.create_task(batcher.run(rows((token, 2)), timeout_s=10)))
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # past max_wait: the three are one batch, queued behind the first
+    model.gate.set()
+    assert [int(o[0][0]) for o in await asyncio.gather(first, *rest)] == [1, 2, 3, 4]
+    assert [b for b, _ in model.calls] == [1, 3]
+    started = time.perf_counter()
+    await batcher.run(rows((5, 2)), timeout_s=10)
+    assert time.perf_counter() - started < 0.08  # idle again: no max_wait
+    assert [b for b, _ in model.calls] == [1, 3, 1]
     await batcher.stop()
 
 

@@ -82,6 +82,7 @@ async def test_queue_depth_rises_while_requests_wait(built: dict[str, Path]) -> 
         models_dir=built["vi-sentiment"].parent,
         models=["vi-sentiment"],
         max_wait_ms=400,
+        flush_when_idle=False,
         max_batch_size=64,
     )
     app = create_app(settings)

@@ -98,11 +98,20 @@ def unk_share(tokenizer: Tokenizer, texts: list[str]) -> dict[str, float]:
     }
 
 
-def extended_pieces(base_dir: Path, kept: list[int], texts: list[str]) -> list[int]:
-    """`kept` plus every base piece `texts` use, in base-id order (the trim's convention)."""
+def extended_pieces(
+    base_dir: Path, kept: list[int], texts: list[str], lowercase: bool
+) -> list[int]:
+    """`kept` plus every base piece `texts` use, in base-id order (the trim's convention).
+    Lowercased input can never produce a piece with a capital letter: those are dropped (on
+    e5-small's Vietnamese trim, 10.5k of 23.6k pieces), special tokens kept."""
     from training.vocab.trim import count_pieces
 
-    base = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
+    data = json.loads((base_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    if lowercase:
+        pieces = data["model"]["vocab"]
+        special = {t["id"] for t in data.get("added_tokens", [])} | {data["model"]["unk_id"]}
+        kept = [i for i in kept if i in special or pieces[i][0] == pieces[i][0].lower()]
+    base = Tokenizer.from_str(json.dumps(data))
     return sorted(set(kept) | set(count_pieces(base, texts)))
 
 
@@ -180,10 +189,15 @@ def run(config: AdaptConfig) -> dict[str, Any]:
     kept = json.loads((config.sources / "kept-pieces.json").read_text())
     before = unk_share(tokenizer.backend_tokenizer, [prepared[i] for i in held_rows])
     if config.extend_vocabulary:
-        kept = extended_pieces(base_dir, kept, [prepared[i] for i in train_rows])
+        kept = extended_pieces(base_dir, kept, [prepared[i] for i in train_rows], config.lowercase)
         student, tokenizer = student_with_pieces(student, base_dir, kept)
     after = unk_share(tokenizer.backend_tokenizer, [prepared[i] for i in held_rows])
-    report["vocabulary"] = {"pieces": len(kept), "heldout_before": before, "heldout_after": after}
+    report["vocabulary"] = {
+        "pieces_before": len(json.loads((config.sources / "kept-pieces.json").read_text())),
+        "pieces": len(kept),
+        "heldout_before": before,
+        "heldout_after": after,
+    }
     (config.out / "kept-pieces.json").write_text(json.dumps(kept))
     print(json.dumps(report), flush=True)
 
