@@ -65,7 +65,8 @@ async def run(args: argparse.Namespace) -> dict[str, float | int | list[str]]:
     per = args.texts_per_request
     bodies = [
         json.dumps(
-            {"texts": texts[i : i + per]} if per > 1 else {"text": texts[i]}, ensure_ascii=False
+            {"texts": texts[i : i + per]} if per > 1 or args.always_list else {"text": texts[i]},
+            ensure_ascii=False,
         ).encode()
         for i in range(0, len(texts) - per + 1)
     ]
@@ -101,6 +102,9 @@ def main() -> None:
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--always-list", action="store_true", help='send {"texts": [...]} even for one text'
+    )
     try:
         import uvloop
 

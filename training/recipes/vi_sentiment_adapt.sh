@@ -11,7 +11,8 @@ data=${1:-../shared/data}
 work=${2:-runs}
 rounds=${ROUNDS:-2}
 unlabeled=("$data"/vi-unlabeled/*.txt)
-mkdir -p "$work/sources" "$work/bundles"
+reports=${REPORTS:-reports/kda/vi-adapt}
+mkdir -p "$work/sources" "$work/bundles" "$reports"
 
 sources_with() {  # NEW_DIR FROM_DIR JSON_FIELDS: a copy of committed sources with fields set
     rm -rf "$1"; cp -r "$2" "$1"
@@ -32,10 +33,12 @@ python3 -m training build "$work/sources/vi-sentiment-lower" \
 # 2. the zero-shot probe: frozen e5-small + a linear layer on English (SemEval, airline
 #    tweets, SST-2 over its two polar logits)
 python3 -m training probe fit training/recipes/probe-e5-sentiment.yaml --out "$work/probe-e5"
+cp "$work/probe-e5/probe.json" "$reports/probe-e5.json"
 
 # 3. priors by EM on vi-unlabeled and the ensemble's soft labels (5% held out)
 python3 -m training ensemble label --members "$work/bundles/vi-sentiment-lower" \
     "$work/probe-e5" --texts "${unlabeled[@]}" --out "$work/vi-ensemble"
+cp "$work/vi-ensemble/ensemble-report.json" "$reports/ensemble-1.json"
 
 # 4. the student alone, prior-corrected by its own EM estimate
 shift=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['members'][0]['logit_shift'])" \
@@ -46,8 +49,9 @@ python3 -m training build "$work/sources/vi-sentiment-prior" \
     --out "$work/bundles/vi-sentiment-prior" --record
 
 # 5. in-domain adaptation on the ensemble's labels (vocabulary widened, prior-corrected)
-python3 -m training kda adapt training/recipes/kda-vi-adapt.yaml \
-    --out "$work/kda-vi-adapt-1"
+python3 -m training kda adapt training/recipes/kda-vi-adapt.yaml --out "$work/kda-vi-adapt-1" \
+    --sources "$work/sources/vi-sentiment-lower" --labels "$work/vi-ensemble"
+cp "$work/kda-vi-adapt-1/adapt-report.json" "$reports/adapt-1.json"
 python3 -m training kda pack-adapted "$work/kda-vi-adapt-1" \
     --out "$work/sources/vi-sentiment-adapt-1" --reference "$data/parallel-en-vi/tatoeba.tsv:vi"
 python3 -m training build "$work/sources/vi-sentiment-adapt-1" \
@@ -61,6 +65,8 @@ for round in $(seq 2 "$rounds"); do
     python3 -m training kda adapt training/recipes/kda-vi-adapt.yaml \
         --out "$work/kda-vi-adapt-$round" --sources "$work/sources/vi-sentiment-adapt-$previous" \
         --labels "$work/vi-ensemble-$round"
+    cp "$work/vi-ensemble-$round/ensemble-report.json" "$reports/ensemble-$round.json"
+    cp "$work/kda-vi-adapt-$round/adapt-report.json" "$reports/adapt-$round.json"
     python3 -m training kda pack-adapted "$work/kda-vi-adapt-$round" \
         --out "$work/sources/vi-sentiment-adapt-$round" \
         --reference "$data/parallel-en-vi/tatoeba.tsv:vi"
@@ -73,4 +79,4 @@ done
 candidates=("$work/bundles/vi-sentiment-lower" "$work/bundles/vi-sentiment-prior")
 for round in $(seq 1 "$rounds"); do candidates+=("$work/bundles/vi-sentiment-adapt-$round"); done
 python3 -m training ensemble heldout --labels "$work/vi-ensemble" --models "${candidates[@]}" \
-    --report reports/kda/vi-adapt-choice.json
+    --report "$reports/choice.json"

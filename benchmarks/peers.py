@@ -1,0 +1,282 @@
+"""This service against the stacks a user would deploy instead, on the same bundle, in one run.
+
+Rows (each server in its own process on loopback, loaded by `loadgen.py`, its own process):
+  offline    tokenizer + onnxruntime in-process at the service's batch settings: the limit;
+  smallglot  `python -m app` (this service, default settings);
+  naive      FastAPI, one onnxruntime call per request in its thread pool (peer_apps/naive.py);
+  litserve   LitServe with request batching, a worker per core;
+  ray        Ray Serve, `@serve.batch`, a replica per core;
+  bentoml    BentoML adaptive batching, a worker per core.
+Every peer wraps the same tokenizer and onnxruntime session settings (peer_apps/core.py). For
+each concurrency and texts-per-request level: texts/s, p50/p99 latency, and the server's CPU
+seconds per 1,000 texts (its whole process tree, from /proc); then this service's ratio to
+every other row. Peers that are not installed (`pip install -e '.[bench]'`) are reported as
+skipped. infinity-emb is not a row: it serves embedding and reranking models from the Hugging
+Face/optimum layout, and has no task that returns a sequence classifier's labels.
+
+    python benchmarks/peers.py --bundle models/vi-sentiment --json reports/benchmarks/peers-cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.settings import Settings  # noqa: E402
+from benchmarks.serving import free_port, offline  # noqa: E402
+
+PEERS = ("smallglot", "naive", "litserve", "ray", "bentoml")
+NEEDS = {"litserve": "litserve", "ray": "ray", "bentoml": "bentoml"}
+
+
+def mixed_texts(data: Path, count: int, seed: int = 13) -> list[str]:
+    """A fixed mix of short and long Vietnamese texts: evaluation-style sentences and forum,
+    review and social posts."""
+    pool: list[str] = []
+    for path in sorted((data / "vi-unlabeled").glob("*.txt")):
+        with path.open(encoding="utf-8") as handle:
+            pool += [line.strip() for line, _ in zip(handle, range(400), strict=False)]
+    sentiment = data / "vi-sentiment" / "vsfc.csv"
+    if sentiment.is_file():
+        import csv
+
+        with sentiment.open(encoding="utf-8", newline="") as handle:
+            pool += [
+                row["text"] for row, _ in zip(csv.DictReader(handle), range(400), strict=False)
+            ]
+    pool = [t for t in pool if t]
+    if not pool:
+        raise SystemExit(f"no texts under {data} (vi-unlabeled/, vi-sentiment/)")
+    random.Random(seed).shuffle(pool)
+    return (pool * (count // len(pool) + 1))[:count]
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of `pid` and every descendant still alive (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, owner in parents.items():
+            if owner == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(times.get(p, 0.0) for p in tree)
+
+
+def start(peer: str, bundle: Path, port: int, args: argparse.Namespace) -> subprocess.Popen[str]:
+    per_batch = max(1, args.max_batch_size // args.texts_per_request)
+    workers = str(args.workers)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    apps = ROOT / "benchmarks" / "peer_apps"
+    if peer == "smallglot":
+        env |= {
+            "SMALLGLOT_MODELS_DIR": str(bundle.parent),
+            "SMALLGLOT_MODELS": bundle.name,
+            "SMALLGLOT_SENTIMENT_MODEL": bundle.name,
+            "SMALLGLOT_LOG_LEVEL": "warning",
+            "SMALLGLOT_PROVIDERS": "cpu",
+            "SMALLGLOT_MAX_QUEUE_TEXTS": "8192",
+        }
+        command = [sys.executable, "-m", "app", "--port", str(port)]
+    elif peer == "naive":
+        command = [sys.executable, str(apps / "naive.py"), str(bundle), str(port)]
+    elif peer == "litserve":
+        command = [sys.executable, str(apps / "litserve_app.py"), str(bundle), str(port)]
+        command += [str(per_batch), workers]
+    elif peer == "ray":
+        command = [sys.executable, str(apps / "ray_app.py"), str(bundle), str(port)]
+        command += [str(per_batch), workers]
+    else:
+        env |= {"BENCH_BUNDLE": str(bundle), "BENCH_BATCH": str(args.max_batch_size)}
+        env |= {"BENCH_WORKERS": workers}
+        command = [sys.executable, "-m", "bentoml", "serve"]
+        command += ["benchmarks.peer_apps.bentoml_app:Sentiment", "--port", str(port)]
+        command += ["--host", "127.0.0.1"]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_ready(server: subprocess.Popen[str], port: int, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None:
+            break
+        time.sleep(0.5)
+    stderr = server.stderr.read()[-2000:] if server.stderr and server.poll() is not None else ""
+    raise RuntimeError(f"server did not get ready on port {port}: {stderr}")
+
+
+def stop(server: subprocess.Popen[str]) -> None:
+    import signal
+
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+
+
+def load(
+    port: int, texts_file: Path, concurrency: int, per: int, seconds: float, peer: str
+) -> dict[str, Any]:
+    command = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"), "--port", str(port)]
+    command += ["--texts", str(texts_file), "--concurrency", str(concurrency)]
+    command += ["--seconds", str(seconds), "--texts-per-request", str(per)]
+    if peer == "bentoml":
+        command.append("--always-list")
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout))
+
+
+def measure_peer(
+    peer: str, bundle: Path, texts_file: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    port = free_port()
+    server = start(peer, bundle, port, args)
+    rows: dict[str, Any] = {}
+    try:
+        wait_ready(server, port)
+        for concurrency in args.concurrency:
+            load(port, texts_file, concurrency, args.texts_per_request, args.warmup, peer)
+            before = process_tree_cpu(server.pid)
+            result = load(port, texts_file, concurrency, args.texts_per_request, args.seconds, peer)
+            cpu = process_tree_cpu(server.pid) - before
+            result["cpu_s_per_1000_texts"] = 1000 * cpu / max(result["texts"], 1)
+            rows[str(concurrency)] = result
+            print(
+                f"  {peer:<10} c={concurrency:<4} {result['texts_per_s']:>8.1f} texts/s  "
+                f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
+                f"cpu {result['cpu_s_per_1000_texts']:.2f} s/1k  errors {result['errors']}",
+                flush=True,
+            )
+    finally:
+        stop(server)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--texts", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--texts-per-request", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS))
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if not (args.bundle / "manifest.json").is_file():
+        raise SystemExit(f"error: no bundle at {args.bundle}")
+    texts = mixed_texts(args.data, args.texts)
+    settings = Settings(max_batch_size=args.max_batch_size, providers=["cpu"])
+    limit = offline(args.bundle, texts, settings, args.seconds, args.max_batch_size)
+    single = offline(
+        args.bundle, texts[:1] * 8, settings.model_copy(update={"inference_workers": 1}), 3.0, 1
+    )
+    print(
+        f"offline limit {limit['texts_per_s']:.1f} texts/s ({limit['workers']} parallel batches "
+        f"of {args.max_batch_size}); one text alone {single['p50_ms']:.2f} ms",
+        flush=True,
+    )
+    results: dict[str, Any] = {"offline": limit, "offline_one_text": single, "peers": {}}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
+        json.dump(texts, f, ensure_ascii=False)
+        texts_file = Path(f.name)
+    try:
+        for peer in args.peers:
+            module = NEEDS.get(peer)
+            if module and importlib.util.find_spec(module) is None:
+                results["peers"][peer] = {"skipped": f"{module} is not installed (.[bench])"}
+                print(f"  {peer:<10} skipped: {module} is not installed", flush=True)
+                continue
+            try:
+                results["peers"][peer] = measure_peer(peer, args.bundle, texts_file, args)
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                results["peers"][peer] = {"failed": str(exc)[-500:]}
+                print(f"  {peer:<10} failed: {str(exc)[-300:]}", flush=True)
+    finally:
+        texts_file.unlink()
+    ours = results["peers"].get("smallglot", {})
+    ratios: dict[str, dict[str, float]] = {}
+    for concurrency, row in ours.items() if isinstance(ours, dict) else []:
+        if not isinstance(row, dict) or "texts_per_s" not in row:
+            continue
+        ratios[concurrency] = {"offline": row["texts_per_s"] / limit["texts_per_s"]}
+        for peer, rows in results["peers"].items():
+            other = rows.get(concurrency) if peer != "smallglot" else None
+            if isinstance(other, dict) and other.get("texts_per_s"):
+                ratios[concurrency][peer] = row["texts_per_s"] / other["texts_per_s"]
+    results["ratios_of_smallglot"] = ratios
+    results["p50_c1_over_one_text"] = (
+        ours["1"]["p50_ms"] / single["p50_ms"] if isinstance(ours, dict) and "1" in ours else None
+    )
+    results["settings"] = {
+        "texts": len(texts),
+        "texts_per_request": args.texts_per_request,
+        "seconds": args.seconds,
+        "max_batch_size": args.max_batch_size,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+    }
+    print(
+        json.dumps(
+            {
+                "ratios_of_smallglot": ratios,
+                "p50_c1_over_one_text": results["p50_c1_over_one_text"],
+            },
+            indent=2,
+        )
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
