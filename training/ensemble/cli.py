@@ -24,7 +24,9 @@ def _label(args: argparse.Namespace) -> int:
                 seen.add(text)
                 texts.append(text)
     print(f"{len(texts)} distinct texts from {len(args.texts)} files", flush=True)
-    report = label(args.members, texts, args.out, args.heldout, args.seed, args.variant)
+    report = label(
+        args.members, texts, args.out, args.heldout, args.seed, args.variant, args.target_prior
+    )
     print(json.dumps({k: v for k, v in report.items() if k != "members"}, indent=2))
     return 0
 
@@ -95,6 +97,12 @@ def register(commands: Any) -> None:
     lab.add_argument("--heldout", type=float, default=0.05, help="share kept for early stopping")
     lab.add_argument("--seed", type=int, default=13)
     lab.add_argument("--variant", default="fp32", help="bundle variant that labels")
+    lab.add_argument(
+        "--target-prior",
+        choices=("uniform", "em"),
+        default="uniform",
+        help="correct each member to equal classes (default) or to EM's estimate on the texts",
+    )
     lab.set_defaults(func=_label)
     held = sub.add_parser(
         "heldout", help="each model's fit to the ensemble on the held-out slice (chooses models)"

@@ -7,9 +7,10 @@ the method trained on the labels can stop early without looking at any evaluatio
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from training.prior import adjust, em_prior, logit_shift, smoothed
 
 LABELS = "labels.npz"
 TEXTS = "texts.json"
+Target = Literal["uniform", "em"]
 REPORT = "ensemble-report.json"
 
 
@@ -62,6 +64,31 @@ def member_outputs(
     raise FileNotFoundError(f"{path} is neither a bundle (manifest.json) nor a probe run")
 
 
+def _shares(probs: np.ndarray) -> list[float]:
+    counts = np.bincount(probs.argmax(1), minlength=probs.shape[1])
+    return (counts / len(probs)).round(4).tolist()
+
+
+def _cached_outputs(
+    path: Path, texts: list[str], variant: str, out: Path
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A member's outputs, kept in `out` by the texts' digest: relabelling with another
+    setting does not run the models again."""
+    identity = path / "manifest.json" if (path / "manifest.json").is_file() else path / "probe.json"
+    key = hashlib.sha256(identity.read_bytes() if identity.is_file() else b"")
+    key.update(variant.encode())
+    key.update("\0".join(texts).encode())
+    cache = out / f"member-{path.name}-{key.hexdigest()[:16]}.npz"
+    if cache.is_file():
+        saved = np.load(cache)
+        return [str(x) for x in saved["labels"]], saved["probs"], saved["train_prior"]
+    labels, probs, train_prior = member_outputs(path, texts, variant)
+    np.savez(
+        cache, labels=np.array(labels), probs=probs.astype(np.float32), train_prior=train_prior
+    )
+    return labels, probs, train_prior
+
+
 def label(
     members: list[Path],
     texts: list[str],
@@ -69,31 +96,36 @@ def label(
     heldout: float = 0.05,
     seed: int = 13,
     variant: str = "fp32",
+    target: Target = "uniform",
 ) -> dict[str, Any]:
+    """Soft labels for `texts`: each member moved from its training prior to the `target`
+    prior (`uniform`: every class equally likely, the paper's balanced set-up; `em`: the prior
+    EM estimates on these texts, Saerens et al.), then averaged. EM's estimate is reported
+    either way: it assumes only the class mix changed between training and these texts, which
+    a cross-lingual, cross-domain shift need not honour."""
     if not texts:
         raise ValueError("no texts to label")
     out.mkdir(parents=True, exist_ok=True)
     names: list[str] | None = None
-    corrected, raw, report_members = [], {}, []
+    corrected, report_members = [], []
     for path in members:
-        labels, probs, train_prior = member_outputs(path, texts, variant)
+        labels, probs, train_prior = _cached_outputs(path, texts, variant, out)
         if names is not None and labels != names:
             raise ValueError(f"{path} has labels {labels}, the first member {names}")
         names = labels
-        prior, steps = em_prior(probs, train_prior)
+        estimate, steps = em_prior(probs, train_prior)
+        prior = estimate if target == "em" else np.full(len(labels), 1 / len(labels))
         corrected.append(adjust(probs, train_prior, prior))
-        raw[path.name] = probs.astype(np.float32)
         report_members.append(
             {
                 "member": str(path),
                 "train_prior": train_prior.round(4).tolist(),
-                "em_prior": prior.round(4).tolist(),
+                "em_prior": estimate.round(4).tolist(),
                 "em_iterations": steps,
+                "target_prior": prior.round(4).tolist(),
                 "logit_shift": logit_shift(train_prior, prior).round(4).tolist(),
-                "predicted_share": np.bincount(probs.argmax(1), minlength=len(labels))
-                .__truediv__(len(texts))
-                .round(4)
-                .tolist(),
+                "predicted_share": _shares(probs),
+                "corrected_share": _shares(corrected[-1]),
             }
         )
         print(json.dumps(report_members[-1]), flush=True)
@@ -106,32 +138,28 @@ def label(
     votes = [c.argmax(1) for c in corrected]
     report = {
         "labels": names,
+        "target": target,
         "texts": len(texts),
         "heldout": int(held.sum()),
         "members": report_members,
         "member_agreement": round(float(np.mean(votes[0] == votes[-1])), 4),
-        "ensemble_share": np.bincount(ensemble.argmax(1), minlength=len(names))
-        .__truediv__(len(texts))
-        .round(4)
-        .tolist(),
+        "ensemble_share": _shares(ensemble),
     }
     (out / TEXTS).write_text(json.dumps(texts, ensure_ascii=False))
-    arrays: dict[str, Any] = {f"member_{i}": p for i, p in enumerate(raw.values())}
-    arrays |= {"probs": ensemble, "heldout": held, "labels": np.array(names)}
-    np.savez(out / LABELS, **arrays)
+    np.savez(out / LABELS, probs=ensemble, heldout=held, labels=np.array(names))
     (out / REPORT).write_text(json.dumps(report, indent=2))
     return report
 
 
 def ensemble_probabilities(labels_dir: Path, texts: list[str], variant: str = "fp32") -> np.ndarray:
     """The ensemble of an `ensemble label` run applied to other texts: each member's
-    probabilities moved to the prior EM estimated on the unlabeled text, then averaged."""
+    probabilities moved to the run's target prior, then averaged."""
     report = json.loads((labels_dir / REPORT).read_text())
     corrected = []
     for member in report["members"]:
         _, probs, _ = member_outputs(Path(member["member"]), texts, variant)
         corrected.append(
-            adjust(probs, np.array(member["train_prior"]), np.array(member["em_prior"]))
+            adjust(probs, np.array(member["train_prior"]), np.array(member["target_prior"]))
         )
     out: np.ndarray = np.mean(corrected, axis=0)
     return out

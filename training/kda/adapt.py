@@ -12,8 +12,9 @@ Three further label-free changes ride along, each a setting:
   it too;
 - the vocabulary also keeps every piece the unlabeled training slice uses (informal spellings,
   emoji), with `<unk>` share and tokens per text reported on the held-out slice;
-- the exported logits are shifted by the ratio of the prior EM estimates on the unlabeled text
-  to the prior the student was trained under (Saerens et al., 2002).
+- the exported logits are shifted from the prior of the labels the student learnt to equal
+  classes (the paper's balanced set-up), or to the prior EM estimates on the unlabeled text
+  (Saerens et al., 2002).
 
 The run checkpoints every `eval_every` steps (adapter, optimiser, RNG, epoch and position in
 the epoch's batch order, best adapter so far) and resumes exactly from there."""
@@ -24,7 +25,7 @@ import json
 import time
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ class AdaptConfig(BaseModel):
     out: Path
     lowercase: bool = True
     extend_vocabulary: bool = True
-    prior_correction: bool = True
+    # shift the exported logits from the prior the labels had to: equal classes (`uniform`),
+    # EM's estimate on the unlabeled text (`em`), or leave them (`none`)
+    prior_correction: Literal["uniform", "em", "none"] = "uniform"
     learning_rate: float = Field(default=1e-4, gt=0, lt=1)
     batch_size: int = Field(default=32, ge=1)
     epochs: int = Field(default=2, ge=1)
@@ -306,12 +309,15 @@ def run(config: AdaptConfig) -> dict[str, Any]:
     report["seconds"] = round(time.perf_counter() - started, 1)
     trained_under = smoothed(train_probs.mean(0))
     report["prior_trained_under"] = trained_under.round(4).tolist()
-    if config.prior_correction:
-        prior, steps = em_prior(probabilities(student, ids, pad), trained_under)
+    if config.prior_correction != "none":
+        estimate, steps = em_prior(probabilities(student, ids, pad), trained_under)
+        uniform = np.full(len(trained_under), 1 / len(trained_under))
+        prior = estimate if config.prior_correction == "em" else uniform
         report["prior"] = {
             "trained_under": trained_under.round(4).tolist(),
-            "em_estimate": prior.round(4).tolist(),
+            "em_estimate": estimate.round(4).tolist(),
             "em_iterations": steps,
+            "target": prior.round(4).tolist(),
             "logit_shift": logit_shift(trained_under, prior).round(4).tolist(),
         }
     torch.save(

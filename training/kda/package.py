@@ -246,7 +246,7 @@ def pack_adapted(
         earlier = source.get("logit_shift") or [0.0] * len(names)
         shift = [a + b for a, b in zip(earlier, report["prior"]["logit_shift"], strict=True)]
         source["logit_shift"] = [round(x, 4) for x in shift]
-        assumed = report["prior"]["em_estimate"]
+        assumed = report["prior"]["target"]
     else:
         assumed = report["prior_trained_under"]
     # the class prior the exported logits assume, for whoever corrects them again

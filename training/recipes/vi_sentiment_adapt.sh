@@ -35,18 +35,26 @@ python3 -m training build "$work/sources/vi-sentiment-lower" \
 python3 -m training probe fit training/recipes/probe-e5-sentiment.yaml --out "$work/probe-e5"
 cp "$work/probe-e5/probe.json" "$reports/probe-e5.json"
 
-# 3. priors by EM on vi-unlabeled and the ensemble's soft labels (5% held out)
+# 3. the ensemble's soft labels (5% held out): each member moved to equal classes, then
+#    averaged; EM's prior estimates are reported beside (and kept as a row of their own)
 python3 -m training ensemble label --members "$work/bundles/vi-sentiment-lower" \
-    "$work/probe-e5" --texts "${unlabeled[@]}" --out "$work/vi-ensemble"
+    "$work/probe-e5" --texts "${unlabeled[@]}" --out "$work/vi-ensemble" --target-prior uniform
 cp "$work/vi-ensemble/ensemble-report.json" "$reports/ensemble-1.json"
+python3 -m training ensemble label --members "$work/bundles/vi-sentiment-lower" \
+    "$work/probe-e5" --texts "${unlabeled[@]}" --out "$work/vi-ensemble-em" --target-prior em
+cp "$work/vi-ensemble-em/ensemble-report.json" "$reports/ensemble-em.json"
 
-# 4. the student alone, prior-corrected by its own EM estimate
-shift=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['members'][0]['logit_shift'])" \
-    "$work/vi-ensemble/ensemble-report.json")
-sources_with "$work/sources/vi-sentiment-prior" "$work/sources/vi-sentiment-lower" \
-    "{\"logit_shift\": $shift}"
-python3 -m training build "$work/sources/vi-sentiment-prior" \
-    --out "$work/bundles/vi-sentiment-prior" --record
+# 4. the student alone, its logits shifted from its training prior to equal classes
+#    ("balanced"), or to EM's estimate on vi-unlabeled ("em")
+for target in balanced em; do
+    report=$work/vi-ensemble/ensemble-report.json
+    [ "$target" = em ] && report=$work/vi-ensemble-em/ensemble-report.json
+    shift=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['members'][0]['logit_shift'])" "$report")
+    sources_with "$work/sources/vi-sentiment-$target" "$work/sources/vi-sentiment-lower" \
+        "{\"logit_shift\": $shift}"
+    python3 -m training build "$work/sources/vi-sentiment-$target" \
+        --out "$work/bundles/vi-sentiment-$target" --record
+done
 
 # 5. in-domain adaptation on the ensemble's labels (vocabulary widened, prior-corrected)
 python3 -m training kda adapt training/recipes/kda-vi-adapt.yaml --out "$work/kda-vi-adapt-1" \
@@ -61,7 +69,8 @@ python3 -m training build "$work/sources/vi-sentiment-adapt-1" \
 for round in $(seq 2 "$rounds"); do
     previous=$((round - 1))
     python3 -m training ensemble label --members "$work/bundles/vi-sentiment-adapt-$previous" \
-        "$work/probe-e5" --texts "${unlabeled[@]}" --out "$work/vi-ensemble-$round"
+        "$work/probe-e5" --texts "${unlabeled[@]}" --out "$work/vi-ensemble-$round" \
+        --target-prior uniform
     python3 -m training kda adapt training/recipes/kda-vi-adapt.yaml \
         --out "$work/kda-vi-adapt-$round" --sources "$work/sources/vi-sentiment-adapt-$previous" \
         --labels "$work/vi-ensemble-$round"
@@ -76,7 +85,8 @@ done
 
 # 7. the choice, made before any evaluation set is scored: the single-graph student that
 #    follows the first ensemble most closely on its held-out slice
-candidates=("$work/bundles/vi-sentiment-lower" "$work/bundles/vi-sentiment-prior")
+candidates=("$work/bundles/vi-sentiment-lower" "$work/bundles/vi-sentiment-balanced")
+candidates+=("$work/bundles/vi-sentiment-em")
 for round in $(seq 1 "$rounds"); do candidates+=("$work/bundles/vi-sentiment-adapt-$round"); done
 python3 -m training ensemble heldout --labels "$work/vi-ensemble" --models "${candidates[@]}" \
     --report "$reports/choice.json"
