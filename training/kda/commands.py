@@ -13,6 +13,7 @@ def _adapt(args: argparse.Namespace) -> int:
     from training.kda.adapt import AdaptConfig, run
 
     overrides = {"out": args.out, "threads": args.threads, "sources": args.sources}
+    overrides["epochs"] = args.epochs
     config = AdaptConfig.from_file(args.config, **overrides, labels=args.labels)
     report = run(config)
     keys = (
@@ -56,6 +57,7 @@ def register(kda_commands: Any) -> None:
     adapt.add_argument("--threads", type=int, help="CPU threads (overrides the config)")
     adapt.add_argument("--sources", type=Path, help="student sources (overrides the config)")
     adapt.add_argument("--labels", type=Path, help="ensemble labels (overrides the config)")
+    adapt.add_argument("--epochs", type=int, help="epochs (overrides the config)")
     adapt.set_defaults(func=_adapt)
     pack = kda_commands.add_parser(
         "pack-adapted", help="write an adaptation run's student as committed sources"

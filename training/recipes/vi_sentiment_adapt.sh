@@ -66,6 +66,7 @@ python3 -m training build "$work/sources/vi-sentiment-adapt-1" \
     --out "$work/bundles/vi-sentiment-adapt-1" --record
 
 # 6. self-training: the adapted student replaces the old one in the ensemble, and learns again
+#    (one epoch a round)
 for round in $(seq 2 "$rounds"); do
     previous=$((round - 1))
     python3 -m training ensemble label --members "$work/bundles/vi-sentiment-adapt-$previous" \
@@ -73,7 +74,7 @@ for round in $(seq 2 "$rounds"); do
         --target-prior uniform
     python3 -m training kda adapt training/recipes/kda-vi-adapt.yaml \
         --out "$work/kda-vi-adapt-$round" --sources "$work/sources/vi-sentiment-adapt-$previous" \
-        --labels "$work/vi-ensemble-$round"
+        --labels "$work/vi-ensemble-$round" --epochs 1
     cp "$work/vi-ensemble-$round/ensemble-report.json" "$reports/ensemble-$round.json"
     cp "$work/kda-vi-adapt-$round/adapt-report.json" "$reports/adapt-$round.json"
     python3 -m training kda pack-adapted "$work/kda-vi-adapt-$round" \
