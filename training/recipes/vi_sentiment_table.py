@@ -15,12 +15,12 @@ ROWS = [
     ("served-before", "previous release: KDA `linear+self` student (re-scored)"),
     ("lower", "1. + the teacher's normalisation on the Vietnamese side (NFC, lowercase)"),
     ("balanced", "2. + logits moved from the training prior to equal classes"),
-    ("em", "2b. + logits moved to EM's prior estimate on vi-unlabeled instead"),
-    ("probe", "zero-shot probe: frozen e5-small + linear layer (SemEval + airline + SST-2)"),
-    ("ensemble-balanced", "ensemble: 1 and the probe, each moved to equal classes, averaged"),
-    ("ensemble-em", "ensemble with EM's priors instead"),
-    ("adapt-1", "3. student adapted on the ensemble's labels of vi-unlabeled (+ vocabulary)"),
-    ("adapt-2", "4. one self-training round (adapted student + probe relabel, adapt again)"),
+    ("em", "2, EM: logits moved to EM's prior estimate on vi-unlabeled instead"),
+    ("probe", "3. zero-shot probe: frozen e5-small + linear layer (SemEval + airline + SST-2)"),
+    ("ensemble-balanced", "4. ensemble: 1 and 3, each moved to equal classes, averaged"),
+    ("ensemble-em", "4, EM: the ensemble with EM's priors instead"),
+    ("adapt-1", "5. student adapted on the ensemble's labels of vi-unlabeled (+ vocabulary)"),
+    ("adapt-2", "6. one self-training round (5 + the probe relabel, adapt again)"),
 ]
 SETS = ("vsfc", "viocd", "vlsp")
 
