@@ -10,9 +10,11 @@ Rows (each server in its own process on loopback, loaded by `loadgen.py`, its ow
 Every peer wraps the same tokenizer and onnxruntime session settings (peer_apps/core.py). For
 each concurrency and texts-per-request level: texts/s, p50/p99 latency, and the server's CPU
 seconds per 1,000 texts (its whole process tree, from /proc); then this service's ratio to
-every other row. Peers that are not installed (`pip install -e '.[bench]'`) are reported as
-skipped. infinity-emb is not a row: it serves embedding and reranking models from the Hugging
-Face/optimum layout, and has no task that returns a sequence classifier's labels.
+every other row (a row with failed requests gets no ratio: its texts/s would count errors).
+Peers that are not installed (`pip install -e '.[bench]'`) are reported as skipped.
+Not a row yet: infinity-emb, whose `classify` route and optimum (ONNX) engine would need the
+bundle in the Hugging Face/optimum layout (config.json with the labels, model.onnx and the
+tokenizer files in one directory), which no exporter here writes.
 
     python benchmarks/peers.py --bundle models/vi-sentiment --json reports/benchmarks/peers-cpu.json
 """
@@ -245,12 +247,12 @@ def main() -> None:
     ours = results["peers"].get("smallglot", {})
     ratios: dict[str, dict[str, float]] = {}
     for concurrency, row in ours.items() if isinstance(ours, dict) else []:
-        if not isinstance(row, dict) or "texts_per_s" not in row:
+        if not isinstance(row, dict) or "texts_per_s" not in row or row["errors"]:
             continue
         ratios[concurrency] = {"offline": row["texts_per_s"] / limit["texts_per_s"]}
         for peer, rows in results["peers"].items():
             other = rows.get(concurrency) if peer != "smallglot" else None
-            if isinstance(other, dict) and other.get("texts_per_s"):
+            if isinstance(other, dict) and other.get("texts_per_s") and not other["errors"]:
                 ratios[concurrency][peer] = row["texts_per_s"] / other["texts_per_s"]
     results["ratios_of_smallglot"] = ratios
     results["p50_c1_over_one_text"] = (

@@ -26,7 +26,7 @@ class Sentiment:
         route="/v1/sentiment",
         batchable=True,
         max_batch_size=int(os.environ.get("BENCH_BATCH", "32")),
-        max_latency_ms=10_000,
+        max_latency_ms=1000,
     )
     def classify(self, texts: list[str]) -> list[dict[str, Any]]:
         return self.classifier(texts)

@@ -3,7 +3,6 @@ replica per core.
 
     python benchmarks/peer_apps/ray_app.py BUNDLE PORT MAX_BATCH_REQUESTS REPLICAS"""
 
-from __future__ import annotations
 
 import sys
 import time
