@@ -3,7 +3,6 @@ per core (`workers_per_device`, its CPU scaling knob).
 
     python benchmarks/peer_apps/litserve_app.py BUNDLE PORT MAX_BATCH_REQUESTS WORKERS"""
 
-
 import sys
 from pathlib import Path
 from typing import Any

@@ -3,7 +3,6 @@ replica per core.
 
     python benchmarks/peer_apps/ray_app.py BUNDLE PORT MAX_BATCH_REQUESTS REPLICAS"""
 
-
 import sys
 import time
 from pathlib import Path
