@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+import torch
+
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
     """Shuffle, sort within windows of 50 batches by length, then shuffle the batches: little
@@ -19,3 +22,16 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> li
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def pad_rows(
+    ids: list[list[int]], rows: list[int] | np.ndarray, pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask for the sequences `rows` of `ids`."""
+    width = max(len(ids[i]) for i in rows)
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, i in enumerate(rows):
+        out[r, : len(ids[i])] = torch.tensor(ids[i])
+        mask[r, : len(ids[i])] = 1
+    return out.to(device), mask.to(device)

@@ -180,22 +180,13 @@ def _kda(args: argparse.Namespace) -> int:
     return 0
 
 
-EVALUATION_KEYS = ("dataset", "n", "accuracy", "macro_f1", "scored_labels", "tokens_per_text")
-
-
 def _kda_pack(args: argparse.Namespace) -> int:
     from training.data import read_corpus
+    from training.evaluate.records import records
     from training.kda.package import pack
 
     texts = read_corpus(args.reference)[: args.reference_count]
-    evaluation = None
-    if args.evaluation:
-        evaluation = [
-            {"variant": json.loads(path.read_text()).get("variant", "fp32")}
-            | {k: r[k] for k in EVALUATION_KEYS if k in r}
-            for path in args.evaluation
-            for r in json.loads(path.read_text())["results"]
-        ]
+    evaluation = records(args.evaluation) if args.evaluation else None
     _emit(pack(args.run, args.out, args.base, texts, evaluation, args.bundle_from), None)
     return 0
 

@@ -47,3 +47,15 @@ class Classifier:
 
 def texts_of(body: dict[str, Any]) -> list[str]:
     return list(body["texts"]) if "texts" in body else [str(body["text"])]
+
+
+def classify_requests(
+    classifier: Classifier, requests: list[list[str]]
+) -> list[list[dict[str, Any]]]:
+    """One onnxruntime call for a batch of requests, the results split back per request."""
+    flat = classifier([t for texts in requests for t in texts])
+    out, start = [], 0
+    for texts in requests:
+        out.append(flat[start : start + len(texts)])
+        start += len(texts)
+    return out

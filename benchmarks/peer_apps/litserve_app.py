@@ -10,7 +10,7 @@ from typing import Any
 import litserve as ls
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.peer_apps.core import Classifier, texts_of
+from benchmarks.peer_apps.core import Classifier, classify_requests, texts_of
 
 
 class Sentiment(ls.LitAPI):
@@ -24,12 +24,7 @@ class Sentiment(ls.LitAPI):
         return inputs
 
     def predict(self, requests: list[list[str]]) -> list[list[dict[str, Any]]]:
-        flat = self.classifier([t for texts in requests for t in texts])
-        out, start = [], 0
-        for texts in requests:
-            out.append(flat[start : start + len(texts)])
-            start += len(texts)
-        return out
+        return classify_requests(self.classifier, requests)
 
     def unbatch(self, output: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
         return output

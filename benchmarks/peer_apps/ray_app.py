@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from ray import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.peer_apps.core import Classifier, texts_of
+from benchmarks.peer_apps.core import Classifier, classify_requests, texts_of
 
 BUNDLE, PORT, BATCH, REPLICAS = (
     Path(sys.argv[1]),
@@ -34,12 +34,7 @@ class Sentiment:
 
     @serve.batch(max_batch_size=BATCH, batch_wait_timeout_s=0.005)
     async def classify(self, requests: list[list[str]]) -> list[list[dict[str, Any]]]:
-        flat = self.classifier([t for texts in requests for t in texts])
-        out, start = [], 0
-        for texts in requests:
-            out.append(flat[start : start + len(texts)])
-            start += len(texts)
-        return out
+        return classify_requests(self.classifier, requests)
 
     @app.post("/v1/sentiment")
     async def predict(self, request: Request) -> dict[str, Any]:

@@ -17,13 +17,13 @@ from app.bundle import load_bundle
 from app.tokenization import TextEncoder
 from tests.training.test_kda_package import WORDS, packed  # noqa: F401  (fixture)
 from tests.training.unigram import PIECES
+from training.batches import pad_rows
 from training.cli import main
 from training.evaluate.predictors import BundlePredictor
 from training.evaluate.run import truncate
 from training.export.rebuild import SOURCE
 from training.kda.adapt import AdaptConfig
 from training.kda.package import rebuild_student
-from training.kda.student import pad_rows
 from training.prior import adjust, em_prior, logit_shift
 
 

@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from app.bundle import load_bundle
+from training.batches import pad_rows
 from training.cli import main
 from training.demo import build_char_tokenizer
 from training.export import BundleSpec, ExportSpec, write_bundle
@@ -27,7 +28,6 @@ from training.kda.config import KDAConfig, ParallelFile
 from training.kda.data import balance, read_pairs
 from training.kda.student import (
     KDAStudent,
-    pad_rows,
     teacher_kind,
     teacher_logits,
     teacher_outputs,

@@ -15,11 +15,11 @@ import yaml
 from app.bundle import load_bundle
 from tests.training.test_kda import bert_teacher
 from tests.training.unigram import tiny_model
+from training.batches import pad_rows
 from training.cli import main
 from training.demo import build_char_tokenizer
 from training.export.rebuild import SOURCE, predict
 from training.kda.package import WEIGHTS, rebuild_student
-from training.kda.student import pad_rows
 from training.vocab.trim import trim_model
 
 WORDS = ["xin", "chào", "bạn", "hello", "world"]

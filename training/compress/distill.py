@@ -36,8 +36,7 @@ import torch
 from tqdm import tqdm
 from transformers import BertModel
 
-from training.batches import length_grouped_batches
-from training.kda.student import pad_rows
+from training.batches import length_grouped_batches, pad_rows
 
 CHECKPOINT = "distill-checkpoint.pt"
 NARROW = ("project", "first-k")

@@ -22,9 +22,8 @@ from tqdm import tqdm
 from transformers import BertModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from training.batches import length_grouped_batches
+from training.batches import length_grouped_batches, pad_rows
 from training.evaluate.metrics import scores
-from training.kda.student import pad_rows
 
 HEAD_KINDS = ("adapter", "full")
 

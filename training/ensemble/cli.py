@@ -49,6 +49,7 @@ def _heldout(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from training.data import read_table
     from training.ensemble.label import ensemble_probabilities
+    from training.evaluate.records import emit
     from training.evaluate.run import score_logits
 
     labels = json.loads((args.labels / "ensemble-report.json").read_text())["labels"]
@@ -60,19 +61,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         for key in ("tokens_per_text", "truncated_share", "max_length"):
             result.pop(key)
         reports.append(result)
-        print(
-            f"{result['dataset']:<24} accuracy={result['accuracy']:.4f} "
-            f"macro-F1={result['macro_f1']:.4f}",
-            flush=True,
-        )
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(
-            json.dumps(
-                {"model": f"ensemble {args.labels}", "variant": "ensemble", "results": reports},
-                indent=2,
-            )
-        )
+    emit(reports, f"ensemble {args.labels}", "ensemble", args.report)
     return 0
 
 

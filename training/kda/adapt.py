@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import Tokenizer, normalizers
 from tqdm import tqdm
 
-from training.batches import length_grouped_batches
-from training.kda.student import KDAStudent, pad_rows
+from training.batches import length_grouped_batches, pad_rows
+from training.kda.student import KDAStudent
 from training.kda.train import kd_loss
 from training.settings_files import read_settings, validated
 
@@ -90,15 +90,10 @@ def with_preprocessing(tokenizer: Any, preprocessing: dict[str, Any]) -> Any:
 
 
 def unk_share(tokenizer: Tokenizer, texts: list[str]) -> dict[str, float]:
-    unk = tokenizer.token_to_id("<unk>")
-    total = unknown = 0
-    for enc in tokenizer.encode_batch(texts, add_special_tokens=False):
-        total += len(enc.ids)
-        unknown += sum(1 for i in enc.ids if i == unk)
-    return {
-        "unk_share": round(unknown / max(total, 1), 6),
-        "tokens_per_text": round(total / max(len(texts), 1), 2),
-    }
+    from training.vocab.trim import unk_share as shares
+
+    unknown, tokens = shares(tokenizer, texts)
+    return {"unk_share": round(unknown, 6), "tokens_per_text": round(tokens, 2)}
 
 
 def extended_pieces(

@@ -32,18 +32,11 @@ def _adapt(args: argparse.Namespace) -> int:
 
 def _pack_adapted(args: argparse.Namespace) -> int:
     from training.data import read_corpus
+    from training.evaluate.records import records
     from training.kda.package import pack_adapted
 
     texts = read_corpus(args.reference)[: args.reference_count]
-    evaluation = None
-    if args.evaluation:
-        keys = ("dataset", "n", "accuracy", "macro_f1", "scored_labels", "tokens_per_text")
-        evaluation = [
-            {"variant": json.loads(path.read_text()).get("variant", "fp32")}
-            | {k: r[k] for k in keys if k in r}
-            for path in args.evaluation
-            for r in json.loads(path.read_text())["results"]
-        ]
+    evaluation = records(args.evaluation) if args.evaluation else None
     print(json.dumps(pack_adapted(args.run, args.out, texts, evaluation), indent=2))
     return 0
 

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training.batches import pad_rows
 from training.data import read_table
 from training.kda.config import ParallelFile
-from training.kda.student import TeacherKind, pad_rows, teacher_outputs
+from training.kda.student import TeacherKind, teacher_outputs
 
 
 @dataclass

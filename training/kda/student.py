@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -120,16 +119,3 @@ class KDAStudent(nn.Module):
         """Logits and the teacher-side sentence features (see `teacher_outputs`)."""
         adapted = self.adapter(self.embeddings(input_ids), attention_mask)
         return teacher_outputs(self.teacher, self.kind, attention_mask, inputs_embeds=adapted)
-
-
-def pad_rows(
-    ids: list[list[int]], rows: list[int] | np.ndarray, pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and attention mask for the sequences `rows` of `ids`."""
-    width = max(len(ids[i]) for i in rows)
-    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, i in enumerate(rows):
-        out[r, : len(ids[i])] = torch.tensor(ids[i])
-        mask[r, : len(ids[i])] = 1
-    return out.to(device), mask.to(device)

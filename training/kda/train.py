@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.batches import length_grouped_batches
-from training.kda.student import KDAStudent, pad_rows
+from training.batches import length_grouped_batches, pad_rows
+from training.kda.student import KDAStudent
 
 CHECKPOINT = "kda-checkpoint.pt"
 

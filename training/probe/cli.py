@@ -19,6 +19,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from training.data import read_table
+    from training.evaluate.records import emit
     from training.evaluate.run import score_logits
     from training.probe.fit import Probe
 
@@ -32,16 +33,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             table, probe.labels, probe.logits(table.texts), lengths, probe.encoder.max_length
         )
         reports.append(result)
-        print(
-            f"{result['dataset']:<24} accuracy={result['accuracy']:.4f} "
-            f"macro-F1={result['macro_f1']:.4f}",
-            flush=True,
-        )
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(
-            json.dumps({"model": str(args.run), "variant": "probe", "results": reports}, indent=2)
-        )
+    emit(reports, str(args.run), "probe", args.report)
     return 0
 
 

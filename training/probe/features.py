@@ -14,6 +14,8 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModel, AutoTokenizer
 
+from training.batches import pad_rows
+
 
 def normalise(text: str, lowercase: bool) -> str:
     text = unicodedata.normalize("NFC", text)
@@ -51,12 +53,7 @@ class Encoder:
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
         for start in tqdm(range(0, len(order), batch_size), desc="encode", unit="batch"):
             rows = order[start : start + batch_size]
-            width = max(len(ids[i]) for i in rows)
-            x = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, i in enumerate(rows):
-                x[r, : len(ids[i])] = torch.tensor(ids[i])
-                mask[r, : len(ids[i])] = 1
+            x, mask = pad_rows(ids, rows, pad, torch.device("cpu"))
             hidden = self.model(input_ids=x, attention_mask=mask).last_hidden_state
             m = mask.unsqueeze(-1).float()
             pooled = (hidden * m).sum(1) / m.sum(1)

@@ -23,15 +23,10 @@ for variant in fp32 int8; do
         --report "$reports/vi-sentiment-$variant.json"
 done
 python3 - "$src/source.json" "$reports/vi-sentiment-fp32.json" "$reports/vi-sentiment-int8.json" <<'PY'
-import json, sys
-keys = ("dataset", "n", "accuracy", "macro_f1", "scored_labels", "tokens_per_text")
+import json, pathlib, sys
+from training.evaluate.records import records
 path, *reports = sys.argv[1:]
-source = json.loads(open(path).read())
-source["evaluation"] = [
-    {"variant": json.load(open(r))["variant"]} | {k: row[k] for k in keys if k in row}
-    for r in reports
-    for row in json.load(open(r))["results"]
-]
+source = json.loads(open(path).read()) | {"evaluation": records([pathlib.Path(r) for r in reports])}
 open(path, "w").write(json.dumps(source, indent=2, ensure_ascii=False))
 PY
 python3 -m training build "$src" --out "$bundle" --record
