@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
     tokenizer_threads: int = Field(default=2, ge=1)
+    # requests of at most this many characters in all are tokenized on the event loop
+    inline_tokenize_chars: int = Field(default=2000, ge=0)
 
     max_texts_per_request: int = Field(default=64, ge=1)
     max_chars_per_text: int = Field(default=5000, ge=1)

@@ -62,3 +62,16 @@ async def test_deadline_answers_504_naming_the_wait(built: dict[str, Path]) -> N
         assert "did not answer within 0.1 s" in error["message"]
         metrics = (await client.get("/metrics")).text
         assert 'smallglot_queue_depth{model="vi-sentiment"} 0.0' in metrics
+
+
+async def test_inline_and_threaded_tokenization_answer_alike(built: dict[str, Path]) -> None:
+    """Short requests are tokenized on the event loop, long ones in the tokenizer threads:
+    the answers do not depend on which."""
+    body = {"texts": ["tốt lắm", "rất tệ " * 30, "Bình thường."]}
+    answers = []
+    for chars in (10_000, 0):  # everything inline, then everything in the threads
+        async with serve(built, inline_tokenize_chars=chars) as client:
+            response = await client.post("/v1/sentiment", json=body)
+            assert response.status_code == 200
+            answers.append(response.json()["results"])
+    assert answers[0] == answers[1]
