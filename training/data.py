@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,3 +79,9 @@ def read_corpus(spec: str, limit: int | None = None) -> list[str]:
         texts = [t.strip() for t in read_table(Path(table), column, None).texts if t.strip()]
         return texts[:limit] if limit is not None else texts
     return read_lines(path, limit)
+
+
+def normalise(text: str, lowercase: bool = False) -> str:
+    """NFC, and lowercase when asked: what a bundle's `preprocessing` does to its input."""
+    text = unicodedata.normalize("NFC", text)
+    return text.lower() if lowercase else text

@@ -11,9 +11,8 @@ import numpy as np
 
 
 def _label(args: argparse.Namespace) -> int:
-    from training.data import read_corpus
+    from training.data import normalise, read_corpus
     from training.ensemble.label import label
-    from training.probe.features import normalise
 
     texts: list[str] = []
     seen: set[str] = set()

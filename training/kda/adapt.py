@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import time
-import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +33,7 @@ from tokenizers import Tokenizer, normalizers
 from tqdm import tqdm
 
 from training.batches import length_grouped_batches, pad_rows
+from training.data import normalise
 from training.kda.student import KDAStudent
 from training.kda.train import kd_loss
 from training.settings_files import read_settings, validated
@@ -66,11 +66,6 @@ class AdaptConfig(BaseModel):
     def from_file(cls, path: Path, **overrides: Any) -> AdaptConfig:
         data = read_settings(path) | {k: v for k, v in overrides.items() if v is not None}
         return validated(cls, data, path)
-
-
-def prepare(text: str, lowercase: bool) -> str:
-    text = unicodedata.normalize("NFC", text)
-    return text.lower() if lowercase else text
 
 
 def with_preprocessing(tokenizer: Any, preprocessing: dict[str, Any]) -> Any:
@@ -130,33 +125,29 @@ def _fingerprint(config: AdaptConfig) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def held_out(
-    student: KDAStudent, ids: list[list[int]], probs: np.ndarray, pad: int
-) -> dict[str, float]:
-    student.eval()
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    loss, agree = 0.0, 0
-    for start in range(0, len(order), 256):
-        rows = order[start : start + 256]
-        x, mask = pad_rows(ids, rows, pad, torch.device("cpu"))
-        logits = student(x, mask).logits.float()
-        target = torch.from_numpy(probs[rows])
-        loss += float(kd_loss(logits, target)) * len(rows)
-        agree += int((logits.argmax(-1) == target.argmax(-1)).sum())
-    student.train()
-    return {"loss": loss / len(ids), "agreement": agree / len(ids)}
-
-
-@torch.no_grad()
-def probabilities(student: KDAStudent, ids: list[list[int]], pad: int) -> np.ndarray:
+def probabilities(
+    student: KDAStudent, ids: list[list[int]], pad: int, progress: bool = True
+) -> np.ndarray:
     student.eval()
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = np.zeros((len(ids), student.config.num_labels), dtype=np.float32)
-    for start in tqdm(range(0, len(order), 256), desc="student probabilities", unit="batch"):
+    starts = range(0, len(order), 256)
+    for start in tqdm(starts, desc="student probabilities", unit="batch", disable=not progress):
         rows = order[start : start + 256]
         x, mask = pad_rows(ids, rows, pad, torch.device("cpu"))
         out[rows] = torch.softmax(student(x, mask).logits.float(), -1).numpy()
     return out
+
+
+def held_out(
+    student: KDAStudent, ids: list[list[int]], probs: np.ndarray, pad: int
+) -> dict[str, float]:
+    """Cross-entropy against the soft labels and argmax agreement on the held-out slice."""
+    predicted = probabilities(student, ids, pad, progress=False)
+    student.train()
+    cross_entropy = -(probs * np.log(np.clip(predicted, 1e-12, 1))).sum(1).mean()
+    agreement = (predicted.argmax(1) == probs.argmax(1)).mean()
+    return {"loss": float(cross_entropy), "agreement": float(agreement)}
 
 
 def run(config: AdaptConfig) -> dict[str, Any]:
@@ -168,6 +159,11 @@ def run(config: AdaptConfig) -> dict[str, Any]:
         torch.set_num_threads(config.threads)
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "adapt-config.json").write_text(config.model_dump_json(indent=2))
+    for name in ("texts.json", "labels.npz"):
+        if not (config.labels / name).is_file():
+            raise FileNotFoundError(
+                f"{config.labels / name} is missing: run `python -m training ensemble label` first"
+            )
     student, tokenizer, source = rebuild_student(config.sources)
     texts = json.loads((config.labels / "texts.json").read_text())
     saved = np.load(config.labels / "labels.npz")
@@ -175,7 +171,7 @@ def run(config: AdaptConfig) -> dict[str, Any]:
     labels = [student.config.id2label[i] for i in range(student.config.num_labels)]
     if list(saved["labels"]) != labels:
         raise ValueError(f"{config.labels} labels {list(saved['labels'])}, the student {labels}")
-    prepared = [prepare(t, config.lowercase) for t in texts]
+    prepared = [normalise(t, config.lowercase) for t in texts]
     train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
     report: dict[str, Any] = {
         "texts": len(texts),
@@ -185,13 +181,14 @@ def run(config: AdaptConfig) -> dict[str, Any]:
 
     base_dir = Path(resolve_model(source["base"]))
     kept = json.loads((config.sources / "kept-pieces.json").read_text())
+    pieces_before = len(kept)
     before = unk_share(tokenizer.backend_tokenizer, [prepared[i] for i in held_rows])
     if config.extend_vocabulary:
         kept = extended_pieces(base_dir, kept, [prepared[i] for i in train_rows], config.lowercase)
         student, tokenizer = student_with_pieces(student, base_dir, kept)
     after = unk_share(tokenizer.backend_tokenizer, [prepared[i] for i in held_rows])
     report["vocabulary"] = {
-        "pieces_before": len(json.loads((config.sources / "kept-pieces.json").read_text())),
+        "pieces_before": pieces_before,
         "pieces": len(kept),
         "heldout_before": before,
         "heldout_after": after,

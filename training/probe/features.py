@@ -6,7 +6,6 @@ selection and every prediction reuse one pass over the encoder."""
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,6 @@ from tqdm import tqdm
 from transformers import AutoModel, AutoTokenizer
 
 from training.batches import pad_rows
-
-
-def normalise(text: str, lowercase: bool) -> str:
-    text = unicodedata.normalize("NFC", text)
-    return text.lower() if lowercase else text
 
 
 class Encoder:

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from training.data import read_table
+from training.data import normalise, read_table
 from training.evaluate.metrics import scores
 from training.probe.config import LabelledFile, ProbeConfig
-from training.probe.features import Encoder, normalise
+from training.probe.features import Encoder
 
 WEIGHTS = "probe.safetensors"
 SETTINGS = "probe.json"
