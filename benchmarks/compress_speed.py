@@ -35,8 +35,8 @@ from training.compress import MODEL_STAGES
 from training.compress.config import CompressConfig
 from training.compress.head import EncoderClassifier
 from training.compress.pipeline import (
+    found,
     load_encoder,
-    stage_dir,
     task_labels,
 )
 from training.data import read_table
@@ -223,9 +223,9 @@ def main() -> None:
     labels = len(task_labels(task))
     models: list[tuple[str, Path]] = [("uncompressed", Path(resolve_model(config.teacher)))]
     models += [
-        (stage, stage_dir(config, stage) / "model")
+        (stage, found(config, stage) / "model")
         for stage in MODEL_STAGES
-        if (stage_dir(config, stage) / "model").is_dir()
+        if (found(config, stage) / "model").is_dir()
     ]
     rows = {}
     for name, path in models:

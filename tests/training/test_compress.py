@@ -26,6 +26,7 @@ from training.compress.distill import (
     distill,
     ffn_importance,
     most_important,
+    prediction_loss,
 )
 from training.compress.surgery import (
     HEAD_LAYOUTS,
@@ -244,6 +245,13 @@ def compressed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "max_length": 16,
         "importance_texts": 20,
         "distill": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
+        "task_distill": {
+            "epochs": 2,
+            "learning_rate": 1e-3,
+            "batch_size": 16,
+            "weight_prediction": 1.0,
+            "temperature": 2.0,
+        },
         "head": {
             "epochs": 3,
             "seeds": [1, 2],
@@ -288,6 +296,70 @@ def test_every_stage_shrinks_the_model_as_configured(compressed: Path) -> None:
     assert [h["epoch"] for h in truncate["distillation"]["history"]] == [1]
 
 
+def test_task_distillation_teaches_the_students_classifier_the_baselines_topics(
+    compressed: Path,
+) -> None:
+    task = report(compressed, "task")
+    heads = report(compressed, "heads")["results"]["uncompressed"]
+    assert task["teacher_head"]["seed"] == heads["best_seed"]  # the baseline's best by dev
+    assert Path(task["teacher_head"]["file"]).is_file()
+    run = task["distillation"]
+    assert [h["epoch"] for h in run["history"]] == [1, 2]
+    first, last = run["initial_val"], run["final_val"]
+    assert last["val_prediction"] < first["prediction"]  # nearer the teacher's topics
+    assert 0.0 <= last["val_agreement"] <= 1.0
+    assert set(task["distilled_classifier"]) == {
+        "dev_accuracy", "dev_macro_f1", "test_accuracy", "test_macro_f1"
+    }  # fmt: skip
+    assert (task["hidden"], task["vocabulary"]) == (12, len(PIECES))  # trimmed after it
+    assert report(compressed, "vocab")["parameters"] < task["parameters"]
+
+
+def test_prediction_loss_is_zero_only_when_the_distributions_agree() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    assert float(prediction_loss(logits, logits, 2.0)) == pytest.approx(0.0, abs=1e-7)
+    moved = float(prediction_loss(logits.flip(-1), logits, 2.0))
+    assert moved > 0
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        DistillSettings(temperature=0)
+
+
+def test_a_full_width_candidate_reuses_the_base_runs_shared_stages(
+    compressed: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A second candidate of the same language (here at the teacher's width, so truncation
+    keeps the model and task distillation is off) takes the base run's layers, prune and
+    head runs instead of repeating them."""
+    config = yaml.safe_load((compressed / "compress.yaml").read_text())
+    config |= {"out": str(compressed / "wide"), "base": str(compressed / "run"), "hidden": 24}
+    config["bundle"] |= {"name": "vi-topic-wide", "out": str(compressed / "models" / "wide")}
+    config["bundle"]["sources"] = str(compressed / "models" / "sources" / "vi-topic-wide")
+    del config["task_distill"]
+    (compressed / "wide.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["compress", "run", str(compressed / "wide.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert f"layers: done earlier ({compressed / 'run'}" in out
+    assert "uncompressed seed 1 lr 0.01: done earlier" in out
+    assert "prune seed 1 lr 0.01: done earlier" in out
+    assert '"model": "prune"' not in out  # copied from the base run, not retrained
+    wide = compressed / "wide"
+    assert not (wide / "1-layers").exists()
+    truncate = json.loads((wide / "3-truncate" / "report.json").read_text())
+    task = json.loads((wide / "4-task" / "report.json").read_text())
+    assert (truncate["same_as"], task["same_as"]) == ("prune", "truncate")
+    assert not (wide / "3-truncate" / "model").exists()
+    heads = json.loads((wide / "6-heads" / "report.json").read_text())["results"]
+    assert list(heads) == ["uncompressed", "layers", "prune", "vocab"]
+    assert heads["vocab"]["reduction"] == 16  # as wide as the teacher
+    source = json.loads((compressed / "models/sources/vi-topic-wide/source.json").read_text())
+    assert "task-aware" not in source["provenance"]["method"]
+    config |= {"layers": 1}
+    (compressed / "other.yaml").write_text(yaml.safe_dump(config | {"out": str(wide / "x")}))
+    assert main(["compress", "run", str(compressed / "other.yaml")]) == 2
+    assert "was run with other settings: ['layers']" in capsys.readouterr().err
+
+
 def test_trimmed_tokenizer_segments_like_the_original(compressed: Path) -> None:
     final = next((compressed / "run").glob("*-vocab")) / "model" / "tokenizer.json"
     original = Tokenizer.from_file(str(compressed / "teacher" / "tokenizer.json"))
@@ -298,7 +370,9 @@ def test_trimmed_tokenizer_segments_like_the_original(compressed: Path) -> None:
 
 def test_heads_are_reported_for_the_baseline_and_every_stage(compressed: Path) -> None:
     heads = report(compressed, "heads")
-    assert list(heads["results"]) == ["uncompressed", "layers", "prune", "truncate", "vocab"]
+    assert list(heads["results"]) == [
+        "uncompressed", "layers", "prune", "truncate", "task", "vocab"
+    ]  # fmt: skip
     assert heads["results"]["uncompressed"]["reduction"] == 16
     assert heads["results"]["vocab"]["reduction"] == 2
     for name, result in heads["results"].items():
@@ -349,13 +423,13 @@ def test_the_results_table_joins_stage_heads_and_speed_reports(
     printed = capsys.readouterr().out
     assert printed == out.with_suffix(".md").read_text()
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
-    assert list(rows) == ["uncompressed", "layers", "prune", "truncate", "vocab"]
+    assert list(rows) == ["uncompressed", "layers", "prune", "truncate", "task", "vocab"]
     assert rows["uncompressed"]["parameters"] == parameters(encoder())
     assert rows["vocab"]["parameters"] == report(compressed, "vocab")["parameters"]
     heads = report(compressed, "heads")["results"]
     assert rows["prune"]["test_accuracy"] == heads["prune"]["test_accuracy"]
     assert rows["vocab"]["speed"]["batch32_texts_per_s"] == 400.0
-    assert "| 4 vocab (served) | 2 × 12, FFN 32 |" in printed
+    assert "| 5 vocab (served) | 2 × 12, FFN 32 |" in printed
     assert "400 (10.00×)" in printed
     assert main(["compress", "table", str(tmp_path), "--out", str(out)]) == 2
     assert "is not a compression run" in capsys.readouterr().err
@@ -372,7 +446,7 @@ def test_the_speed_benchmark_times_every_stage_and_breaks_the_student_down(
     compress_speed.main()
     result = json.loads(out.read_text())
     timings = result["onnxruntime_int8"]
-    assert list(timings) == ["uncompressed", "layers", "prune", "truncate", "vocab"]
+    assert list(timings) == ["uncompressed", "layers", "prune", "truncate", "task", "vocab"]
     assert timings["uncompressed"]["batch32_vs_uncompressed"] == 1.0
     assert timings["vocab"]["int8_bytes"] < timings["uncompressed"]["int8_bytes"]
     parts = result["breakdown"]

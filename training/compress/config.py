@@ -91,6 +91,12 @@ class CompressConfig:
     vocab_size: int = 40_000
     distill: DistillSettings = field(default_factory=DistillSettings)
     distill_truncated: DistillSettings | None = None  # default: same as distill
+    # task-aware distillation from the fine-tuned uncompressed baseline (None: stage skipped)
+    task_distill: DistillSettings | None = None
+    task_texts: int | None = None  # its texts (default: the distillation texts)
+    # another run of the same language whose layers and prune stages (and head runs) this one
+    # reuses: the candidates of one language differ only from the truncation on
+    base: Path | None = None
     head: HeadConfig = field(default_factory=HeadConfig)
     seed: int = 13
     threads: int = 0
@@ -106,6 +112,10 @@ class CompressConfig:
             self.distill = DistillSettings(**self.distill)
         if isinstance(self.distill_truncated, dict):
             self.distill_truncated = DistillSettings(**self.distill_truncated)
+        if isinstance(self.task_distill, dict):
+            self.task_distill = DistillSettings(**self.task_distill)
+        if self.base is not None:
+            self.base = Path(self.base).expanduser()
         if isinstance(self.head, dict):
             self.head = HeadConfig(**self.head)
         if self.bundle is None:
@@ -121,6 +131,7 @@ class CompressConfig:
             "vocab_size": self.vocab_size >= 1,
             "val_fraction": 0 < self.val_fraction < 0.5,
             "max_length": self.max_length >= 4,
+            "task_texts": self.task_texts is None or self.task_texts >= 1,
             "head": self.head.kind in HEAD_KINDS and len(self.head.seeds) >= 1,
         }
         for name, ok in problems.items():

@@ -20,6 +20,11 @@ The student's token embeddings stay frozen: with e5's 250k-piece table they hold
 parameters, their dense gradient and optimiser state would dominate every step, and stage 4
 cuts the table to the language's pieces anyway.
 
+Task-aware distillation (TinyBERT's second phase) adds a prediction term: given the teacher's
+fine-tuned classifier and a classifier on the student, T^2 * KL(teacher || student) of their
+topic distributions at temperature T over the mean-pooled last hidden states, weighted by
+`weight_prediction`; the student's classifier trains with it.
+
 Each distillation checkpoints every `checkpoint_every` steps and at the end of every epoch;
 an interrupted run resumes from the last checkpoint."""
 
@@ -54,10 +59,17 @@ class DistillSettings:
     seed: int = 13
     checkpoint_every: int = 500
     narrow: str = "project"
+    weight_prediction: float = 0.0  # task-aware distillation only (needs classifiers)
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.narrow not in NARROW:
             raise ValueError(f"narrow must be one of {NARROW}, not {self.narrow!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, not {self.temperature}")
+
+
+Heads = tuple[torch.nn.Module, torch.nn.Module]  # (student classifier, teacher classifier)
 
 
 class Projection(torch.nn.Module):
@@ -90,6 +102,16 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 
 
+def prediction_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T^2 * KL(teacher || student) of the logits' softmax at temperature T, batch mean."""
+    log_s = torch.log_softmax(student / temperature, dim=-1)
+    log_t = torch.log_softmax(teacher / temperature, dim=-1)
+    kl = torch.nn.functional.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+    return kl * temperature**2
+
+
 def distill_loss(
     student_states: tuple[torch.Tensor, ...],
     teacher_states: tuple[torch.Tensor, ...],
@@ -97,10 +119,12 @@ def distill_loss(
     layer_map: list[int],
     settings: DistillSettings,
     projection: torch.nn.Module | None = None,
+    heads: Heads | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """`*_states` are hidden_states tuples (embeddings first); layer_map[i] is the teacher
     layer (0-based) behind student layer i. A narrower student is compared through
-    `projection` when given, else with the teacher's first k dimensions."""
+    `projection` when given, else with the teacher's first k dimensions. With `heads`, the
+    prediction term and the share of texts whose top class the student shares are added."""
     k = student_states[-1].shape[-1]
     real = mask.bool()
 
@@ -122,10 +146,15 @@ def distill_loss(
     cosine = (1 - torch.nn.functional.cosine_similarity(pooled_s, pooled_t, dim=-1)).mean()
     total = settings.weight_last * last + settings.weight_layers * layers
     total = total + settings.weight_cosine * cosine
-    parts = {
-        name: float(v.detach())
-        for name, v in (("last", last), ("layers", layers), ("cosine", cosine))
-    }
+    named = [("last", last), ("layers", layers), ("cosine", cosine)]
+    if heads is not None:
+        s_logits = heads[0](_mean_pool(student_states[-1], mask))
+        t_logits = heads[1](_mean_pool(teacher_states[-1], mask))
+        prediction = prediction_loss(s_logits, t_logits, settings.temperature)
+        total = total + settings.weight_prediction * prediction
+        agreement = (s_logits.argmax(-1) == t_logits.argmax(-1)).float().mean()
+        named += [("prediction", prediction), ("agreement", agreement)]
+    parts = {name: float(v.detach()) for name, v in named}
     return total, parts
 
 
@@ -139,21 +168,26 @@ def validate(
     settings: DistillSettings,
     batch_size: int = 64,
     projection: torch.nn.Module | None = None,
+    heads: Heads | None = None,
 ) -> dict[str, float]:
     student.eval()
+    if heads is not None:
+        heads[0].eval()
     device = next(student.parameters()).device
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    totals: dict[str, float] = {"loss": 0.0, "last": 0.0, "layers": 0.0, "cosine": 0.0}
+    totals: dict[str, float] = {"loss": 0.0}
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         x, mask = pad_rows(ids, rows, pad_id, device)
         s = student(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states
         t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states
-        loss, parts = distill_loss(s, t, mask, layer_map, settings, projection)
+        loss, parts = distill_loss(s, t, mask, layer_map, settings, projection, heads)
         totals["loss"] += float(loss) * len(rows)
         for name, value in parts.items():
-            totals[name] += value * len(rows)
+            totals[name] = totals.get(name, 0.0) + value * len(rows)
     student.train()
+    if heads is not None:
+        heads[0].train()
     return {name: round(value / len(ids), 6) for name, value in totals.items()}
 
 
@@ -166,8 +200,10 @@ def distill(
     layer_map: list[int],
     settings: DistillSettings,
     out: Path,
+    heads: Heads | None = None,
 ) -> dict[str, Any]:
-    """Train `student` in place; returns the report (validation loss before and after)."""
+    """Train `student` in place (and with `heads`, the student's classifier: task-aware
+    distillation); returns the report (validation loss before and after)."""
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     student.to(device).train()  # type: ignore[arg-type]
@@ -181,6 +217,12 @@ def distill(
     if projection is not None:
         projection.to(device)
         trainable += list(projection.parameters())
+    if heads is not None:
+        heads[0].to(device).train()
+        heads[1].to(device).eval()
+        for p in heads[1].parameters():
+            p.requires_grad_(False)
+        trainable += list(heads[0].parameters())
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
     state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "history": [], "seconds": 0.0}
     checkpoint = out / CHECKPOINT
@@ -189,12 +231,16 @@ def distill(
         student.load_state_dict(saved["student"])
         if projection is not None:
             projection.load_state_dict(saved["projection"])
+        if heads is not None:
+            heads[0].load_state_dict(saved["head"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
         print(f"resuming at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}", flush=True)
 
     def check() -> dict[str, float]:
-        return validate(student, teacher, val_ids, pad_id, layer_map, settings, 64, projection)
+        return validate(
+            student, teacher, val_ids, pad_id, layer_map, settings, 64, projection, heads
+        )
 
     initial = state.get("initial") or check()
     state["initial"] = initial
@@ -206,6 +252,8 @@ def distill(
         saved = {"student": student.state_dict(), "optimizer": optimizer.state_dict()}
         if projection is not None:
             saved["projection"] = projection.state_dict()
+        if heads is not None:
+            saved["head"] = heads[0].state_dict()
         torch.save(saved | {"state": state}, checkpoint)
 
     while state["epoch"] < settings.epochs:
@@ -225,7 +273,7 @@ def distill(
                 t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True)
             s = student(input_ids=x, attention_mask=mask, output_hidden_states=True)
             loss, _ = distill_loss(
-                s.hidden_states, t.hidden_states, mask, layer_map, settings, projection
+                s.hidden_states, t.hidden_states, mask, layer_map, settings, projection, heads
             )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, settings.clip)
@@ -243,6 +291,8 @@ def distill(
         tqdm.write(json.dumps(entry))
         save()
     student.eval()
+    if heads is not None:
+        heads[0].eval()
     return {
         "initial_val": initial,
         "final_val": state["history"][-1] if state["history"] else initial,

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
+from training.compress import MODEL_STAGES
 from training.compress.head import EncoderClassifier
 from training.evaluate.metrics import scores
 from training.export.rebuild import SOURCE, export_from_sources, predict
@@ -29,12 +30,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def pack(pipeline: Pipeline, head_file: Path, heads: dict[str, Any], out: Path) -> None:
     """Write the final student + head to `out` with its SIB-200 test figures, measured on the
     model as rebuilt from the fp16 sources (so the figures are the bundle's)."""
-    from training.compress.pipeline import REPORT, load_encoder, stage_dir
+    from training.compress.pipeline import load_encoder
 
     config = pipeline.config
     assert config.bundle is not None
     final = heads["results"]["vocab"]
-    encoder_dir = stage_dir(config, "vocab") / "model"
+    encoder_dir = pipeline.encoder_dir("vocab")
     labels = heads["labels"]
     model = EncoderClassifier(
         load_encoder(encoder_dir), labels, final["head_kind"], final["reduction"]
@@ -49,10 +50,8 @@ def pack(pipeline: Pipeline, head_file: Path, heads: dict[str, Any], out: Path) 
     for name in TOKENIZER_FILES:
         if (encoder_dir / name).is_file():
             shutil.copyfile(encoder_dir / name, out / name)
-    stages = {
-        stage: json.loads((stage_dir(config, stage) / REPORT).read_text())
-        for stage in ("layers", "prune", "truncate", "vocab")
-    }
+    stages = {stage: pipeline.report(stage) for stage in MODEL_STAGES}
+    task_aware = "same_as" not in stages["task"]
     test_texts, test_gold = pipeline.task_data()["test"]
     source: dict[str, Any] = {
         "kind": "compressed",
@@ -63,7 +62,8 @@ def pack(pipeline: Pipeline, head_file: Path, heads: dict[str, Any], out: Path) 
         "bundle": config.to_json()["bundle"],
         "provenance": {
             "method": "compressed monolingual student (layers, FFN pruning, hidden truncation, "
-            f"vocabulary trimming) + {final['head_kind']} head",
+            + ("task-aware distillation, " if task_aware else "")
+            + f"vocabulary trimming) + {final['head_kind']} head",
             "teacher": Path(config.teacher).name,
             "distillation_text": str(config.corpus),
             "task_data": str(config.task.data),

@@ -2,14 +2,20 @@
 
     1-layers    12 -> 6 layers (stride init), distilled from the teacher
     2-prune     FFN 1536 -> 1024 by first-order importance on validation text
-    3-truncate  hidden 384 -> k (first k dims), distilled from stage 2
-    4-vocab     vocabulary trimmed to the language's top-N pieces (training/vocab)
-    5-heads     task heads on the uncompressed teacher and on every stage, over seeds
-    6-export    the final student's best head (by dev) as sources + a parity-checked bundle
+    3-truncate  hidden 384 -> k (first k dims), distilled from stage 2 (k = 384: kept as is)
+    4-task      task-aware distillation (TinyBERT's second phase): the fine-tuned uncompressed
+                baseline (e5-small + its best topic head by dev) teaches the whole student its
+                topic distribution and hidden states on the unlabeled text (skipped without
+                `task_distill` settings)
+    5-vocab     vocabulary trimmed to the language's top-N pieces (training/vocab)
+    6-heads     task heads on the uncompressed teacher and on every stage, over seeds
+    7-export    the final student's best head (by dev) as sources + a parity-checked bundle
 
 Every stage writes `<out>/<n>-<stage>/` (model directory, `report.json` with parameters, size
 on disk, validation loss and time); a finished stage (its report exists) is skipped, and a
-distillation interrupted mid-way resumes from its checkpoint."""
+distillation interrupted mid-way resumes from its checkpoint. A stage that leaves the model
+as it was records `same_as` instead of a second copy. With `base`, the layers and prune stages
+and every head run with the same settings are taken from another run of the language."""
 
 from __future__ import annotations
 
@@ -24,10 +30,10 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, BertModel
 
-from training.compress import MODEL_STAGES, STAGES
+from training.compress import MODEL_STAGES, SHARED_STAGES, STAGES
 from training.compress.config import CompressConfig, TaskConfig
 from training.compress.distill import distill, ffn_importance, most_important, validate
-from training.compress.head import HeadSettings, train_head
+from training.compress.head import EncoderClassifier, HeadSettings, train_head
 from training.compress.head import predict as predict_ids
 from training.compress.surgery import parameters, prune_ffn, reduce_layers, truncate_hidden
 from training.data import read_lines, read_table
@@ -36,10 +42,38 @@ from training.vocab.trim import split_lines, trim_model
 from training.weights.resolve import resolve_model
 
 REPORT = "report.json"
+# the settings a base run must share for its layers and prune stages to be this run's
+BASE_KEYS = (
+    "teacher", "corpus", "max_length", "val_fraction", "max_texts", "layers", "layer_init",
+    "ffn", "importance_texts", "distill", "seed", "task", "head",
+)  # fmt: skip
 
 
 def stage_dir(config: CompressConfig, stage: str) -> Path:
+    """Where this run writes `stage`; `found` says where its finished results are."""
     return config.out / f"{STAGES.index(stage) + 1}-{stage}"
+
+
+def found(config: CompressConfig, stage: str) -> Path:
+    """The folder holding `stage`'s results: this run's, else (for the layers and prune
+    stages) the base run's."""
+    own = stage_dir(config, stage)
+    if (own / REPORT).is_file() or config.base is None or stage not in SHARED_STAGES:
+        return own
+    return config.base / own.name
+
+
+def check_base(config: CompressConfig) -> None:
+    """A base run must exist and share every setting its reused stages depend on."""
+    if config.base is None:
+        return
+    saved = config.base / "compress-config.json"
+    if not saved.is_file():
+        raise ValueError(f"base {config.base} is not a compression run (no compress-config.json)")
+    theirs, ours = json.loads(saved.read_text()), config.to_json()
+    differing = [key for key in BASE_KEYS if theirs.get(key) != ours.get(key)]
+    if differing:
+        raise ValueError(f"base {config.base} was run with other settings: {differing}")
 
 
 def load_encoder(path: Path | str) -> BertModel:
@@ -58,6 +92,9 @@ def task_labels(task: TaskConfig) -> list[str]:
         return read_lines(listed)
     table = read_table(task.data / "train.tsv", task.text_column, task.label_column)
     return sorted(set(table.labels))
+
+
+SHAPE_KEYS = ("parameters", "layers", "hidden", "heads", "ffn", "vocabulary")
 
 
 def shape(model: BertModel) -> dict[str, int]:
@@ -104,6 +141,7 @@ class Pipeline:
         return self._ids[key]
 
     def run(self, stages: list[str] | None = None) -> dict[str, Any]:
+        check_base(self.config)
         self.config.out.mkdir(parents=True, exist_ok=True)
         (self.config.out / "compress-config.json").write_text(
             json.dumps(self.config.to_json(), indent=2)
@@ -113,9 +151,10 @@ class Pipeline:
             if stage not in STAGES:
                 raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
             folder = stage_dir(self.config, stage)
-            if (folder / REPORT).is_file():
-                print(f"{stage}: done earlier ({folder / REPORT})", flush=True)
-                reports[stage] = json.loads((folder / REPORT).read_text())
+            done = found(self.config, stage) / REPORT
+            if done.is_file():
+                print(f"{stage}: done earlier ({done})", flush=True)
+                reports[stage] = json.loads(done.read_text())
                 continue
             previous = STAGES[STAGES.index(stage) - 1] if stage != "layers" else None
             if previous and previous in MODEL_STAGES and not self._done(previous):
@@ -130,7 +169,17 @@ class Pipeline:
         return reports
 
     def _done(self, stage: str) -> bool:
-        return (stage_dir(self.config, stage) / REPORT).is_file()
+        return (found(self.config, stage) / REPORT).is_file()
+
+    def report(self, stage: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads((found(self.config, stage) / REPORT).read_text())
+        return result
+
+    def encoder_dir(self, stage: str) -> Path:
+        """The model a stage ended with, following `same_as` to the stage that made it."""
+        while "same_as" in (report := self.report(stage)):
+            stage = report["same_as"]
+        return found(self.config, stage) / "model"
 
     def _save(self, model: BertModel, folder: Path, tokenizer: Any = None) -> dict[str, Any]:
         model.save_pretrained(str(folder / "model"), safe_serialization=True)
@@ -147,8 +196,8 @@ class Pipeline:
         return described | {"distillation": result} | self._save(student, folder)
 
     def _prune(self, folder: Path) -> dict[str, Any]:
-        layers_report = json.loads((stage_dir(self.config, "layers") / REPORT).read_text())
-        model = load_encoder(stage_dir(self.config, "layers") / "model")
+        layers_report = self.report("layers")
+        model = load_encoder(self.encoder_dir("layers"))
         teacher = load_encoder(self.teacher_dir)
         _, val = self.ids(self.tokenizer)
         chosen = layers_report["teacher_layers"]
@@ -167,7 +216,11 @@ class Pipeline:
         } | self._save(pruned, folder)
 
     def _truncate(self, folder: Path) -> dict[str, Any]:
-        teacher = load_encoder(stage_dir(self.config, "prune") / "model")
+        teacher = load_encoder(self.encoder_dir("prune"))
+        if self.config.hidden == teacher.config.hidden_size:
+            return {"same_as": "prune", "size_bytes": self.report("prune")["size_bytes"]} | shape(
+                teacher
+            )
         student = truncate_hidden(teacher, self.config.hidden, self.config.head_layout)
         train, val = self.ids(self.tokenizer)
         pad = self.tokenizer.pad_token_id
@@ -176,8 +229,84 @@ class Pipeline:
         result = distill(student, teacher, train, val, pad, identity, settings, folder)
         return {"teacher": "stage 2 (prune)", "distillation": result} | self._save(student, folder)
 
+    def _task(self, folder: Path) -> dict[str, Any]:
+        settings = self.config.task_distill
+        source = self.encoder_dir("truncate")
+        if settings is None:
+            kept = self.report("truncate")
+            return {"same_as": "truncate", "skipped": "no task_distill settings"} | {
+                k: kept[k] for k in ("size_bytes", *SHAPE_KEYS)
+            }
+        labels, data = self.labels(), self.task_data()
+        head = self.config.head
+        baseline, head_file = self.baseline_head(labels, data)
+        teacher = EncoderClassifier(
+            load_encoder(self.teacher_dir), labels, head.kind, head.baseline_reduction
+        )
+        teacher.load_state_dict(torch.load(head_file, map_location="cpu"))
+        student = load_encoder(source)
+        classifier = torch.nn.Linear(student.config.hidden_size, len(labels))
+        if student.config.hidden_size == teacher.classifier.in_features:
+            classifier.load_state_dict(teacher.classifier.state_dict())
+        train, val = self.task_ids()
+        pad = self.tokenizer.pad_token_id
+        chosen = self.report("layers")["teacher_layers"]
+        heads = (classifier, teacher.classifier)
+        result = distill(student, teacher.encoder, train, val, pad, chosen, settings, folder, heads)
+        torch.save(classifier.state_dict(), folder / "classifier.pt")
+        direct = EncoderClassifier(student, labels, "full")
+        direct.classifier.load_state_dict(classifier.state_dict())
+        own = {}
+        for split in ("dev", "test"):
+            texts, gold = data[split]
+            ids = [
+                list(x)
+                for x in self.tokenizer(texts, truncation=True, max_length=self.config.max_length)[
+                    "input_ids"
+                ]
+            ]
+            predicted = predict_ids(direct, ids, pad)
+            own[split] = scores(np.array(gold), predicted, labels)
+        return {
+            "teacher": "uncompressed e5-small + its best topic head by dev",
+            "teacher_head": {
+                "file": str(head_file),
+                "seed": baseline["best_seed"],
+                "learning_rate": baseline["learning_rate"],
+            },
+            "distillation": result,
+            "task_texts": len(train),
+            "distilled_classifier": {  # the student's own classifier: no label trained it
+                f"{split}_{key}": own[split][key]
+                for split in ("dev", "test")
+                for key in ("accuracy", "macro_f1")
+            },
+        } | self._save(student, folder)
+
+    def task_ids(self) -> tuple[list[list[int]], list[list[int]]]:
+        """The task distillation's texts: the distillation texts, or `task_texts` of the
+        language's training text (the same held-out text either way)."""
+        train, val = self.ids(self.tokenizer)
+        count = self.config.task_texts
+        if count is None or count == len(train):
+            return train, val
+        texts = self.vocab_texts[:count]
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)
+        return [list(x) for x in encoded["input_ids"]], val
+
+    def baseline_head(
+        self, labels: list[str], data: dict[str, tuple[list[str], list[int]]]
+    ) -> tuple[dict[str, Any], Path]:
+        """The uncompressed baseline's heads (the heads stage's own runs, trained here first
+        when needed) and the file of its best one by dev: the task distillation's teacher."""
+        folder = stage_dir(self.config, "heads")
+        reduction = self.config.head.baseline_reduction
+        result = self.heads_for("uncompressed", self.teacher_dir, reduction, labels, data, folder)
+        seed, rate = result["best_seed"], result["learning_rate"]
+        return result, self._head_file(folder, "uncompressed", seed, rate)
+
     def _vocab(self, folder: Path) -> dict[str, Any]:
-        source = stage_dir(self.config, "truncate") / "model"
+        source = self.encoder_dir("task")
         trim = trim_model(
             source, folder / "model", self.vocab_texts, self.val_texts, self.config.vocab_size
         )
@@ -200,14 +329,16 @@ class Pipeline:
         return task_labels(self.config.task)
 
     def head_models(self) -> list[tuple[str, Path, int]]:
-        """(name, encoder directory, adapter reduction) for the baseline and every stage done."""
+        """(name, encoder directory, adapter reduction) for the baseline and every stage that
+        made a model of its own; students narrower than the teacher take the small reduction."""
         head = self.config.head
         models = [("uncompressed", self.teacher_dir, head.baseline_reduction)]
+        width = self.report("layers")["teacher"]["hidden"]
         for stage in MODEL_STAGES:
-            if self._done(stage):
-                narrow = stage in ("truncate", "vocab")
+            if self._done(stage) and "same_as" not in self.report(stage):
+                narrow = self.report(stage)["hidden"] < width
                 reduction = head.reduction if narrow else head.baseline_reduction
-                models.append((stage, stage_dir(self.config, stage) / "model", reduction))
+                models.append((stage, self.encoder_dir(stage), reduction))
         return models
 
     def _heads(self, folder: Path) -> dict[str, Any]:
@@ -246,7 +377,7 @@ class Pipeline:
         search = {rate: run(seeds[0], rate) for rate in rates}  # chosen on dev, first wins a tie
         rate = max(rates, key=lambda r: search[r]["dev_macro_f1"])
         runs = [search[rate]] + [run(seed, rate) for seed in seeds[1:]]
-        best = max(runs, key=lambda r: r["dev_macro_f1"])
+        best = max(runs, key=lambda r: r["dev_macro_f1"])  # the first wins a tie
         if name == "vocab":  # the final student: its best head (by dev) is exported
             chosen = self._head_file(folder, name, best["seed"], rate)
             shutil.copyfile(chosen, folder / "final-head.pt")
@@ -265,6 +396,7 @@ class Pipeline:
             "test_accuracy": spread("test_accuracy"),
             "test_macro_f1": spread("test_macro_f1"),
             "dev_macro_f1": spread("dev_macro_f1"),
+            "best_seed": best["seed"],
             "exported_seed": best["seed"] if name == "vocab" else None,
             "learning_rate": rate,
             "learning_rate_search": {str(r): search[r]["dev_macro_f1"] for r in rates},
@@ -288,10 +420,18 @@ class Pipeline:
         folder: Path,
         pad_id: int,
     ) -> dict[str, Any]:
-        """One seed's head, or its saved report: a stopped heads stage resumes per seed."""
+        """One seed's head, or its saved report (this run's, or for the baseline and the shared
+        stages the base run's): a stopped heads stage resumes per seed."""
         saved = self._head_file(folder, name, seed, rate, ".json")
         head = self.config.head
         settings = HeadSettings(head.kind, reduction, rate, head.batch_size, head.epochs, seed)
+        base = self.config.base
+        if not saved.is_file() and base is not None and name in ("uncompressed", *SHARED_STAGES):
+            theirs = base / folder.name / saved.relative_to(folder)
+            for suffix in (".json", ".pt"):
+                if theirs.with_suffix(suffix).is_file():
+                    saved.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(theirs.with_suffix(suffix), saved.with_suffix(suffix))
         if saved.is_file():
             earlier = json.loads(saved.read_text())
             if earlier.get("settings") == asdict(settings):
@@ -306,7 +446,7 @@ class Pipeline:
             "test_macro_f1": test["macro_f1"],
         }
         saved.parent.mkdir(parents=True, exist_ok=True)
-        if name == "vocab":
+        if name in ("uncompressed", "vocab"):  # the task distillation's teacher; the served
             torch.save(model.state_dict(), self._head_file(folder, name, seed, rate))
         saved.write_text(json.dumps(report, indent=2))
         shown = ("seed", "best_epoch", "dev_macro_f1", "test_accuracy", "test_macro_f1")

