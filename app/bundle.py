@@ -53,6 +53,8 @@ class Manifest:
     variants: dict[str, str]
     tokenizer: str
     demo: bool = False
+    default: bool = True  # False: served for its language only when a request names it
+    label_scheme: str | None = None  # token classification: "tags" or "iob2"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -123,11 +125,25 @@ def _check_files(path: Path, name: str, data: dict[str, Any]) -> None:
             raise BundleError(name, f"{rel!r} is used by the manifest but has no checksum")
 
 
+def _check_labels(name: str, data: dict[str, Any]) -> None:
+    """IOB2 labels are O, B-TYPE and I-TYPE, and every I-TYPE has its B-TYPE."""
+    if data.get("label_scheme") != "iob2":
+        return
+    labels = list(data["labels"])
+    wrong = [x for x in labels if x != "O" and not x.startswith(("B-", "I-"))]
+    if wrong or "O" not in labels:
+        raise BundleError(name, f"iob2 labels must be O, B-TYPE or I-TYPE; got {wrong or labels}")
+    orphans = [x for x in labels if x.startswith("I-") and f"B-{x[2:]}" not in labels]
+    if orphans:
+        raise BundleError(name, f"iob2 labels {orphans} have no B- label of their type")
+
+
 def load_bundle(path: Path) -> Bundle:
     """Validate a bundle directory and return it; raises `BundleError` naming the problem."""
     data = _read_manifest(path)
     name = data["name"]
     _check_files(path, name, data)
+    _check_labels(name, data)
     manifest = Manifest(
         name=name,
         version=data["version"],
@@ -140,6 +156,8 @@ def load_bundle(path: Path) -> Bundle:
         variants=dict(data["variants"]),
         tokenizer=data["tokenizer"],
         demo=bool(data.get("demo", False)),
+        default=bool(data.get("default", True)),
+        label_scheme=data.get("label_scheme"),
         raw=data,
     )
     return Bundle(path=path, manifest=manifest)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app.api.deps import Service
-from app.api.routes import admin, health, models, predict
+from app.api.routes import admin, health, models, predict, tag
 from app.api.schemas import document_limits
 from app.errors import install_error_handlers
 from app.lifecycle import LIFECYCLE
@@ -27,6 +27,7 @@ Text classification for low-resource languages from small distilled models.
 
 * `POST /v1/sentiment`: Vietnamese sentiment (negative / neutral / positive).
 * `POST /v1/classify/{language}`: per-language classification (e.g. topics).
+* `POST /v1/tag/{language}`: token classification (part-of-speech tags, named entities).
 
 Errors share one shape: `{"error": {"code", "message", "details"}, "request_id"}`.
 """
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    for module in (predict, models, health, admin):
+    for module in (predict, tag, models, health, admin):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, settings=settings, metrics=metrics, api=app)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from app.errors import BundleError, ModelNotReady
 from app.metrics import Metrics
 from app.runtime import OrtModel
 from app.settings import Settings
-from app.tokenization import TextEncoder
+from app.tagging import Tagged, WordInput, entities, tag_words
+from app.tokenization import Encoded, TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,67 @@ class ServedModel:
         tokenizer_pool: Executor | None = None,
     ) -> list[Prediction]:
         """Tokenize off the event loop, queue for batched inference, decode scores."""
+        encoder, batcher = self._serving(settings, metrics)
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        if sum(len(t) for t in texts) <= settings.inline_tokenize_chars:
+            # a short request costs less to encode here than a hop to the tokenizer threads
+            encoded = encoder.encode(texts, truncate)
+        else:
+            encoded = await loop.run_in_executor(tokenizer_pool, encoder.encode, texts, truncate)
+        self._observe(encoded, time.perf_counter() - started, metrics)
+        logits = await batcher.run([e.ids for e in encoded], settings.request_timeout_s)
+        probs = softmax(np.stack(logits))
+        labels = self.manifest.labels
+        return [
+            Prediction(
+                label=labels[int(row.argmax())],
+                scores={label: float(p) for label, p in zip(labels, row, strict=True)},
+                truncated=enc.truncated,
+                tokens=enc.original_tokens,
+            )
+            for row, enc in zip(probs, encoded, strict=True)
+        ]
+
+    async def tag(
+        self,
+        items: list[WordInput],
+        truncate: bool,
+        settings: Settings,
+        metrics: Metrics,
+        tokenizer_pool: Executor | None = None,
+    ) -> list[Tagged]:
+        """Token classification: each word's tag (and, for IOB2 bundles, the entities)."""
+        encoder, batcher = self._serving(settings, metrics)
+        started = time.perf_counter()
+        words = [item.words for item in items]
+        loop = asyncio.get_running_loop()
+        if sum(len(w) for ws in words for w in ws) <= settings.inline_tokenize_chars:
+            encoded = encoder.encode_words(words, truncate)
+        else:
+            encoded = await loop.run_in_executor(
+                tokenizer_pool, encoder.encode_words, words, truncate
+            )
+        self._observe(encoded, time.perf_counter() - started, metrics)
+        logits = await batcher.run([e.ids for e in encoded], settings.request_timeout_s)
+        labels = list(self.manifest.labels)
+        iob2 = self.manifest.label_scheme == "iob2"
+        results = []
+        for item, enc, rows in zip(items, encoded, logits, strict=True):
+            tagged = tag_words(item, rows[: len(enc.ids)], enc.first_tokens, labels)
+            found = entities(item, tagged) if iob2 else None
+            results.append(Tagged(tagged, found, enc.truncated, enc.original_tokens))
+        return results
+
+    def _observe(self, encoded: Sequence[Encoded], seconds: float, metrics: Metrics) -> None:
+        metrics.tokenization.labels(self.key).observe(seconds)
+        for enc in encoded:
+            metrics.input_tokens.labels(self.key).observe(enc.original_tokens)
+            if enc.truncated:
+                metrics.truncated.labels(self.key).inc()
+
+    def _serving(self, settings: Settings, metrics: Metrics) -> tuple[TextEncoder, Batcher]:
+        """The encoder and batcher of a model that takes requests now, else the 503 why not."""
         if self.status == "tripped" and time.monotonic() < self.open_until:
             metrics.rejected.labels("not_ready").inc()
             wait = max(1, round(self.open_until - time.monotonic()))
@@ -178,28 +241,4 @@ class ServedModel:
                 f"model {self.key!r} is not ready ({self.status}): {self.error or 'loading'}",
                 headers={"Retry-After": str(settings.retry_after_s)},
             )
-        encoder = self.encoder
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        if sum(len(t) for t in texts) <= settings.inline_tokenize_chars:
-            # a short request costs less to encode here than a hop to the tokenizer threads
-            encoded = encoder.encode(texts, truncate)
-        else:
-            encoded = await loop.run_in_executor(tokenizer_pool, encoder.encode, texts, truncate)
-        metrics.tokenization.labels(self.key).observe(time.perf_counter() - started)
-        for enc in encoded:
-            metrics.input_tokens.labels(self.key).observe(enc.original_tokens)
-            if enc.truncated:
-                metrics.truncated.labels(self.key).inc()
-        logits = await self.batcher.run([e.ids for e in encoded], settings.request_timeout_s)
-        probs = softmax(np.stack(logits))
-        labels = self.manifest.labels
-        return [
-            Prediction(
-                label=labels[int(row.argmax())],
-                scores={label: float(p) for label, p in zip(labels, row, strict=True)},
-                truncated=enc.truncated,
-                tokens=enc.original_tokens,
-            )
-            for row, enc in zip(probs, encoded, strict=True)
-        ]
+        return self.encoder, self.batcher

@@ -129,22 +129,28 @@ class Registry:
         return _prefer_ready(candidates)
 
     def classifier(self, language: str, model: str | None) -> ServedModel:
+        return self.for_language("classification", language, model)
+
+    def tagger(self, language: str, model: str | None) -> ServedModel:
+        return self.for_language("token-classification", language, model)
+
+    def for_language(self, task: str, language: str, model: str | None) -> ServedModel:
+        """The `task` model of `language`: the one named, else the language's default."""
         tag = normalize_language(language)
-        served = self.languages("classification")
+        served = self.languages(task)
         if tag is None or tag not in served:
             raise UnknownLanguage(
-                f"no classification model for language {language!r}; languages served: "
-                f"{served or 'none'}",
+                f"no {task} model for language {language!r}; languages served: {served or 'none'}",
                 details={"languages": served},
             )
-        candidates = self._matching("classification", tag)
+        candidates = self._matching(task, tag)
         if model is None:
             return _prefer_ready(candidates)
         for candidate in candidates:
             if candidate.key == model:
                 return candidate
         raise UnknownModel(
-            f"model {model!r} does not classify {tag!r}; choose one of "
+            f"model {model!r} does not serve {task} for {tag!r}; choose one of "
             f"{[c.key for c in candidates]}",
             details={"models": [c.key for c in candidates]},
         )
@@ -176,8 +182,12 @@ def _fingerprint(path: Path) -> str | None:
 
 
 def _prefer_ready(candidates: list[ServedModel]) -> ServedModel:
-    """A ready trained model, else a ready demo, else the first, so the caller's 503 names a
-    reason: a checkout that still holds the untrained demo bundle serves the real model."""
+    """A ready trained default model, else a ready trained one, else a ready demo, else the
+    first, so the caller's 503 names a reason: a checkout that still holds the untrained demo
+    bundle serves the real model, and a tiny alternative answers only when named."""
+    candidates = sorted(
+        candidates, key=lambda m: m.bundle is not None and not m.bundle.manifest.default
+    )
     ready = [m for m in candidates if m.status == "ready"]
     trained = [m for m in ready if m.bundle is not None and not m.bundle.manifest.raw.get("demo")]
     return (trained or ready or candidates)[0]

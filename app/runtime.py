@@ -149,7 +149,7 @@ class OrtModel:
         return {name: available[name] for name in self._inputs}
 
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Logits (float32, batch x labels) for one padded batch."""
+        """Logits (float32, batch x labels, or batch x tokens x labels) for one padded batch."""
         feeds = self._feeds(input_ids, attention_mask)
         if not self.info.io_binding:
             logits = self._session.run([self._output], feeds)[0]
@@ -170,9 +170,14 @@ class OrtModel:
         except Exception as exc:
             raise BundleError(self.bundle.name, f"warm-up inference failed: {exc}") from exc
         labels = len(self.bundle.manifest.labels)
-        if logits.ndim != 2 or logits.shape != (2, labels):
+        if self.bundle.manifest.task == "token-classification":
+            expected: tuple[int, ...] = (2, len(dummy_ids), labels)
+            what = f"{labels} labels per token"
+        else:
+            expected, what = (2, labels), f"{labels} labels"
+        if logits.shape != expected:
             raise BundleError(
                 self.bundle.name,
-                f"the manifest lists {labels} labels but the model returns logits of shape "
-                f"{tuple(logits.shape)} for a batch of 2",
+                f"the manifest lists {what} but the model returns logits of shape "
+                f"{tuple(logits.shape)} for a batch of 2 x {len(dummy_ids)} tokens",
             )

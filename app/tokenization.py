@@ -34,6 +34,12 @@ class Encoded:
     original_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedWords(Encoded):
+    # per word: the index of its first sub-word token, None when truncation cut it off
+    first_tokens: tuple[int | None, ...]
+
+
 class TextEncoder:
     def __init__(
         self, bundle_name: str, path: Path, max_length: int, preprocessing: dict[str, Any]
@@ -89,6 +95,30 @@ class TextEncoder:
                     details={"index": index, "tokens": full, "max_tokens": self.max_length},
                 )
             out.append(Encoded(ids, True, full))
+        return out
+
+    def encode_words(self, texts: list[list[str]], truncate: bool) -> list[EncodedWords]:
+        """Encode pre-split words (each word's pieces know their word), for token
+        classification; with `truncate=False` an over-long text is an error."""
+        prepared = [[self._prepare(w) for w in words] for words in texts]
+        encodings = self._cut.encode_batch(prepared, is_pretokenized=True)
+        out: list[EncodedWords] = []
+        for index, (words, enc) in enumerate(zip(prepared, encodings, strict=True)):
+            ids = np.asarray(enc.ids, dtype=np.int64)
+            first: list[int | None] = [None] * len(words)
+            for position, word in enumerate(enc.word_ids):
+                if word is not None and first[word] is None:
+                    first[word] = position
+            full = len(ids)
+            if enc.overflowing:
+                full = len(self._full.encode(words, is_pretokenized=True).ids)
+                if not truncate:
+                    raise InputTooLong(
+                        f"texts[{index}] has {full} tokens; this model takes at most "
+                        f"{self.max_length} (send truncate=true to tag the words that fit)",
+                        details={"index": index, "tokens": full, "max_tokens": self.max_length},
+                    )
+            out.append(EncodedWords(ids, bool(enc.overflowing), full, tuple(first)))
         return out
 
     def dummy(self, length: int) -> np.ndarray:

@@ -24,11 +24,15 @@ def build_bundle(
     seed: int = 0,
     hidden: int = 32,
     layers: int = 1,
+    label_scheme: str | None = None,
+    default: bool = True,
 ) -> Path:
     tokenizer = build_char_tokenizer(["tốt", "không", "rất"], max_length)
+    token_level = task == "token-classification"
     model = tiny_classifier(
-        len(tokenizer), len(labels), max_length, seed, hidden=hidden, layers=layers
-    )
+        len(tokenizer), len(labels), max_length, seed, hidden=hidden, layers=layers,
+        token_level=token_level,
+    )  # fmt: skip
     spec = BundleSpec(
         name=name,
         version="1.2.3",
@@ -38,6 +42,8 @@ def build_bundle(
         max_length=max_length,
         variants=variants,
         description=f"test bundle {name}",
+        label_scheme=label_scheme,
+        default=default,
         evaluation=[{"dataset": "unit", "accuracy": 0.5, "macro_f1": 0.4, "n": 10}],
     )
     export = ExportSpec(min_variant_agreement=0.0, lengths=(4, 16))

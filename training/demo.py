@@ -14,7 +14,12 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
-from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    PreTrainedTokenizerFast,
+)
 
 from training.export import BundleSpec, ExportSpec, write_bundle
 
@@ -166,7 +171,9 @@ def tiny_classifier(
     layers: int = 2,
     heads: int = 4,
     intermediate: int | None = None,
-) -> BertForSequenceClassification:
+    token_level: bool = False,
+) -> BertForSequenceClassification | BertForTokenClassification:
+    """A random BERT with a text head, or (`token_level`) a head per token."""
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=vocab_size,
@@ -177,6 +184,8 @@ def tiny_classifier(
         max_position_embeddings=max_length,
     )
     config.num_labels = num_labels
+    if token_level:
+        return BertForTokenClassification(config).eval()
     return BertForSequenceClassification(config).eval()
 
 

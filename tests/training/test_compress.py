@@ -18,6 +18,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from app.bundle import load_bundle
 from tests.training.unigram import PIECES, tiny_model
 from training.cli import main
+from training.compress.config import HeadConfig
 from training.compress.distill import (
     CHECKPOINT,
     NARROW,
@@ -332,6 +333,7 @@ def test_a_full_width_candidate_reuses_the_base_runs_shared_stages(
     head runs instead of repeating them."""
     config = yaml.safe_load((compressed / "compress.yaml").read_text())
     config |= {"out": str(compressed / "wide"), "base": str(compressed / "run"), "hidden": 24}
+    config["head"] |= {"skip": ["layers"]}
     config["bundle"] |= {"name": "vi-topic-wide", "out": str(compressed / "models" / "wide")}
     config["bundle"]["sources"] = str(compressed / "models" / "sources" / "vi-topic-wide")
     del config["task_distill"]
@@ -350,10 +352,12 @@ def test_a_full_width_candidate_reuses_the_base_runs_shared_stages(
     assert (truncate["same_as"], task["same_as"]) == ("prune", "truncate")
     assert not (wide / "3-truncate" / "model").exists()
     heads = json.loads((wide / "6-heads" / "report.json").read_text())["results"]
-    assert list(heads) == ["uncompressed", "layers", "prune", "vocab"]
+    assert list(heads) == ["uncompressed", "prune", "vocab"]  # layers skipped
     assert heads["vocab"]["reduction"] == 16  # as wide as the teacher
     source = json.loads((compressed / "models/sources/vi-topic-wide/source.json").read_text())
     assert "task-aware" not in source["provenance"]["method"]
+    with pytest.raises(ValueError, match="cannot leave out"):
+        HeadConfig(skip=["vocab"])
     config |= {"layers": 1}
     (compressed / "other.yaml").write_text(yaml.safe_dump(config | {"out": str(wide / "x")}))
     assert main(["compress", "run", str(compressed / "other.yaml")]) == 2

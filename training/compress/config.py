@@ -33,6 +33,13 @@ class HeadConfig:
     # the stages between the baseline and the final student may use the first few seeds only,
     # where compute is short (None: all of them)
     intermediate_seeds: int | None = None
+    # stages between them that get no head at all (where compute is short)
+    skip: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        kept = {"uncompressed", "vocab"} & set(self.skip)
+        if kept:
+            raise ValueError(f"head.skip cannot leave out {sorted(kept)}: the table needs them")
 
     def seeds_for(self, model: str) -> list[int]:
         final = model in ("uncompressed", "vocab")
@@ -62,6 +69,7 @@ class BundleConfig:
     task: str = "classification"
     variants: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
     min_variant_agreement: float = 0.99
+    default: bool = True  # False: served for its language only when a request names it
     out: Path | None = None  # default: models/<name>
     sources: Path | None = None  # the committed sources; default: models/sources/<name>
 

@@ -71,6 +71,8 @@ def check_base(config: CompressConfig) -> None:
     if not saved.is_file():
         raise ValueError(f"base {config.base} is not a compression run (no compress-config.json)")
     theirs, ours = json.loads(saved.read_text()), config.to_json()
+    for settings in (theirs, ours):  # which stages get heads is each run's own affair
+        settings.get("head", {}).pop("skip", None)
     differing = [key for key in BASE_KEYS if theirs.get(key) != ours.get(key)]
     if differing:
         raise ValueError(f"base {config.base} was run with other settings: {differing}")
@@ -335,6 +337,8 @@ class Pipeline:
         models = [("uncompressed", self.teacher_dir, head.baseline_reduction)]
         width = self.report("layers")["teacher"]["hidden"]
         for stage in MODEL_STAGES:
+            if stage in head.skip:
+                continue
             if self._done(stage) and "same_as" not in self.report(stage):
                 narrow = self.report(stage)["hidden"] < width
                 reduction = head.reduction if narrow else head.baseline_reduction

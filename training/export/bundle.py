@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from training.export.parity import check_parity
 from training.export.variants import to_fp16, to_int8
 
 VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+LABEL_SCHEMES = ("tags", "iob2")  # token classification: one tag per word, or IOB2 entities
 
 
 @dataclass
@@ -36,6 +37,9 @@ class BundleSpec:
     max_length: int
     variants: tuple[str, ...] = ("fp32", "fp16", "int8")
     demo: bool = False
+    # False: served only when a request names it (e.g. a tiny alternative of a language's model)
+    default: bool = True
+    label_scheme: str | None = None  # token classification only: one of LABEL_SCHEMES
     description: str = ""
     preprocessing: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +53,11 @@ class BundleSpec:
             raise ValueError(f"unknown variants {sorted(unknown)}; known: {sorted(VARIANT_FILES)}")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels must be at least two distinct names, got {self.labels}")
+        tokens = self.task == "token-classification"
+        if tokens and self.label_scheme not in LABEL_SCHEMES:
+            raise ValueError(f"a token-classification bundle needs label_scheme in {LABEL_SCHEMES}")
+        if not tokens and self.label_scheme is not None:
+            raise ValueError(f"label_scheme is for token classification, not {self.task!r}")
 
 
 def _sha256(path: Path) -> str:
@@ -75,6 +84,8 @@ def write_bundle(
 ) -> dict[str, Any]:
     """Export, check parity, write the manifest; returns the manifest."""
     export = export or ExportSpec()
+    if spec.task == "token-classification":
+        export = replace(export, token_level=True)
     labels_out = model.config.num_labels  # type: ignore[union-attr]
     if labels_out != len(spec.labels):
         raise ValueError(f"model has {labels_out} logits but {len(spec.labels)} labels were given")
@@ -108,6 +119,8 @@ def write_bundle(
             "labels": spec.labels,
             "max_length": spec.max_length,
             "demo": spec.demo,
+            "default": spec.default,
+            **({"label_scheme": spec.label_scheme} if spec.label_scheme else {}),
             "description": spec.description,
             "preprocessing": spec.preprocessing,
             "inputs": list(export.input_names),

@@ -24,6 +24,7 @@ class ExportSpec:
     min_variant_agreement: float = 0.95
     batch_sizes: tuple[int, ...] = (1, 2, 8)
     lengths: tuple[int, ...] = (4, 16, 64)
+    token_level: bool = False  # logits per token (batch x sequence x labels), not per text
     dynamic_axes: dict[str, dict[int, str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -36,7 +37,7 @@ class ExportSpec:
                 f"min_variant_agreement must be in [0, 1], got {self.min_variant_agreement}"
             )
         axes = {name: {0: "batch", 1: "sequence"} for name in self.input_names}
-        axes[self.output_name] = {0: "batch"}
+        axes[self.output_name] = {0: "batch", 1: "sequence"} if self.token_level else {0: "batch"}
         object.__setattr__(self, "dynamic_axes", axes)
 
 

@@ -63,6 +63,7 @@ def export_from_sources(
         labels=[config.id2label[i] for i in range(config.num_labels)],
         max_length=int(source["max_length"]),
         variants=tuple(info["variants"]),
+        default=bool(info.get("default", True)),
         description=description,
         provenance=source["provenance"] | {DIGEST_KEY: digest(source_dir)},
         evaluation=source["evaluation"],

@@ -85,7 +85,7 @@ def plot(language: str, folder: Path) -> Path | None:
     if language in PAPER_BASE:
         column = ("mt", "sk", "sw").index(language) + 2
         shares = [100 * row[1] for row in PAPER_ROWS]
-        drops = [float(row[column]) - PAPER_BASE[language] for row in PAPER_ROWS]  # type: ignore[arg-type]
+        drops = [float(row[column]) - PAPER_BASE[language] for row in PAPER_ROWS]
         ax.scatter(shares, drops, marker="^", color="red", label="paper (XLM-R, its Table 1)")
     ax.axhline(0, color="black", linewidth=0.5)
     ax.axhline(-3, color="green", linewidth=0.5, linestyle=":", label="3 points below")

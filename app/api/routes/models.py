@@ -19,6 +19,7 @@ def describe(served: ServedModel) -> ModelInfo:
         info.labels, info.max_length = list(manifest.labels), manifest.max_length
         info.demo, info.description = manifest.demo, manifest.description
         info.evaluation = manifest.evaluation
+        info.default, info.label_scheme = manifest.default, manifest.label_scheme
     if served.runtime is not None:
         runtime = served.runtime.info
         info.variant, info.provider, info.io_binding = (

@@ -20,7 +20,7 @@ from app.model import ServedModel
 
 router = APIRouter(prefix="/v1", tags=["predict"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
         400: "Body is not valid UTF-8",
@@ -35,15 +35,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _predict(served: ServedModel, body: PredictRequest, service: Service) -> JSONResponse:
-    """Answers with a ready-made response: the body is built from trusted values, so FastAPI's
-    second validation of a `PredictResponse` would be pure cost on the hot path."""
+def refuse_when_draining(service: Service) -> None:
     if service.draining.is_set():
         service.metrics.rejected.labels("shutting_down").inc()
         raise ShuttingDown(
             "the service is shutting down; retry on another replica",
             headers={"Retry-After": str(service.settings.retry_after_s)},
         )
+
+
+async def _predict(served: ServedModel, body: PredictRequest, service: Service) -> JSONResponse:
+    """Answers with a ready-made response: the body is built from trusted values, so FastAPI's
+    second validation of a `PredictResponse` would be pure cost on the hot path."""
+    refuse_when_draining(service)
     texts = body.all_texts()
     check_texts(texts, service.settings)
     predictions = await served.predict(
@@ -60,13 +64,13 @@ async def _predict(served: ServedModel, body: PredictRequest, service: Service) 
     )
 
 
-@router.post("/sentiment", response_model=PredictResponse, responses=_ERRORS)
+@router.post("/sentiment", response_model=PredictResponse, responses=ERRORS)
 async def sentiment(body: PredictRequest, service: ServiceDep) -> JSONResponse:
     """Sentiment of Vietnamese text (the configured sentiment model): one text or a list."""
     return await _predict(service.registry.sentiment(), body, service)
 
 
-@router.post("/classify/{language}", response_model=PredictResponse, responses=_ERRORS)
+@router.post("/classify/{language}", response_model=PredictResponse, responses=ERRORS)
 async def classify(
     body: ClassifyRequest,
     service: ServiceDep,
