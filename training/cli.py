@@ -203,6 +203,8 @@ def _build(args: argparse.Namespace) -> int:
         from training.kda.package import build
     elif kind == "compressed":
         from training.compress.package import build
+    elif kind == "task-head":
+        from training.compress.tasks import build_task_head as build
     else:
         raise ValueError(f"{args.source / 'source.json'} names an unknown kind {kind!r}")
 
@@ -244,6 +246,16 @@ def _compress(args: argparse.Namespace) -> int:
                 for name, r in report["results"].items()
             }
     _emit(summary, None)
+    return 0
+
+
+def _compress_tasks(args: argparse.Namespace) -> int:
+    from training.compress.tasks import TasksConfig, run_tasks
+
+    config = TasksConfig.from_file(args.config)
+    if args.student:
+        config.student = args.student
+    _emit(run_tasks(config, args.task), None)
     return 0
 
 
@@ -400,6 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp_run.add_argument("--out", type=Path, help="run directory (overrides the config)")
     comp_run.add_argument("--threads", type=int, help="CPU threads (overrides the config)")
     comp_run.set_defaults(func=_compress)
+    comp_tasks = comp_commands.add_parser(
+        "tasks", help="sentiment / POS / NER heads on a language's served student, as sources"
+    )
+    comp_tasks.add_argument("config", type=Path, help="YAML/JSON tasks configuration")
+    comp_tasks.add_argument("--task", action="append", help="only this task (repeatable)")
+    comp_tasks.add_argument("--student", type=Path, help="student sources (overrides config)")
+    comp_tasks.set_defaults(func=_compress_tasks)
     comp_table = comp_commands.add_parser(
         "table", help="one language's results table from a run's reports (Markdown + JSON)"
     )

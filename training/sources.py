@@ -13,13 +13,17 @@ DIGEST_KEY = "sources_sha256"
 
 
 def digest(source_dir: Path) -> str:
-    """One sha256 over every file of the sources (names and contents)."""
+    """One sha256 over every file of the sources (names and contents), and of the sources of
+    the body they name (a task head's bundle is stale when its student changes too)."""
     if not source_dir.is_dir():
         raise FileNotFoundError(f"model sources {source_dir} do not exist")
     total = hashlib.sha256()
     for path in sorted(p for p in source_dir.rglob("*") if p.is_file()):
         total.update(str(path.relative_to(source_dir)).encode() + b"\0")
         total.update(hashlib.sha256(path.read_bytes()).digest())
+    body = json.loads((source_dir / "source.json").read_text()).get("body")
+    if body:
+        total.update(b"body\0" + digest(source_dir / body).encode())
     return total.hexdigest()
 
 

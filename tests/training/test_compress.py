@@ -501,3 +501,118 @@ def test_a_stage_without_its_predecessor_is_refused(
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["compress", "run", str(tmp_path / "c.yaml"), "--stage", "truncate"]) == 2
     assert "needs stage prune first" in capsys.readouterr().err
+
+
+def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> None:
+    path.write_text(
+        "".join("".join(f"{w}\t{t}\n" for w, t in sent) + "\n" for sent in sentences),
+        encoding="utf-8",
+    )
+
+
+@pytest.fixture(scope="module")
+def task_heads(compressed: Path) -> Path:
+    """Sentiment, POS and NER heads on the served toy student, packed and built."""
+    root = compressed / "tasks-data"
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 48), ("dev", 16), ("test", 16)):
+        (root / "sa").mkdir(parents=True, exist_ok=True)
+        rows = ["text\tlabel"] + [
+            f"{'xin xin' if i % 2 else 'bạn bạn'} chào\t{'positive' if i % 2 else 'negative'}"
+            for i in range(n)
+        ]
+        (root / "sa" / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        pos = [
+            [(w, "INTJ" if w == "chào" else "NOUN") for w in rng.choice(WORDS, size=4)]
+            for _ in range(n)
+        ]
+        ner = [
+            [
+                (w, {"xin": "B-PER", "bạn": "I-PER"}.get(w, "O"))
+                for w in ["xin", "bạn", "chào", *rng.choice(["chào", "xin"], size=2)]
+            ]
+            for _ in range(n)
+        ]
+        for task, sentences in (("pos", pos), ("ner", ner)):
+            if task == "ner" and split == "test":
+                continue  # like WikiANN here: no labelled test split
+            (root / task).mkdir(exist_ok=True)
+            write_conll(root / task / f"{split}.tsv", sentences)
+    config = {
+        "language": "vi",
+        "student": str(compressed / "models" / "sources" / "vi-topic"),
+        "out": str(compressed / "tasks"),
+        "sources": str(compressed / "models" / "sources"),
+        "models": str(compressed / "models"),
+        "max_length": 16,
+        "threads": 1,
+        "head": {"learning_rates": [1e-2, 3e-3], "seeds": [1, 2], "epochs": 3, "batch_size": 8},
+        "tasks": {
+            "sentiment": {"data": str(root / "sa"), "kind": "sequence"},
+            "pos": {"data": str(root / "pos"), "kind": "tokens", "scheme": "tags", "default": True},
+            "ner": {"data": str(root / "ner"), "kind": "tokens", "scheme": "iob2", "holdout": 0.25},
+        },
+    }
+    (compressed / "tasks.yaml").write_text(yaml.safe_dump(config))
+    assert main(["compress", "tasks", str(compressed / "tasks.yaml")]) == 0  # packs and builds
+    return compressed
+
+
+def test_task_heads_are_chosen_and_reported_as_configured(task_heads: Path) -> None:
+    reports = {
+        task: json.loads((task_heads / "tasks" / task / "report.json").read_text())
+        for task in ("sentiment", "pos", "ner")
+    }
+    assert reports["ner"]["choose_split"] == "train-holdout"
+    assert reports["ner"]["report_split"] == "dev"
+    assert reports["ner"]["sizes"] == {"train": 36, "choose": 12, "report": 16}
+    assert (reports["pos"]["report_split"], reports["sentiment"]["report_split"]) == (
+        "test",
+        "test",
+    )
+    assert set(reports["ner"]["figures"]) >= {"report_f1", "report_precision", "choose_f1"}
+    assert set(reports["pos"]["figures"]) >= {"report_word_accuracy", "report_macro_f1"}
+    assert reports["pos"]["labels"] == ["INTJ", "NOUN"]
+    assert reports["pos"]["reduction"] == 2  # a narrow student
+    for report in reports.values():
+        assert len(report["runs"]) == 2
+        assert set(report["learning_rate_search"]) == {"0.01", "0.003"}
+
+
+def test_task_sources_hold_only_the_head_and_name_their_body(task_heads: Path) -> None:
+    sources = task_heads / "models" / "sources"
+    head = sources / "vi-pos" / "head.safetensors"
+    body = sources / "vi-topic" / "model.safetensors"
+    assert head.stat().st_size < body.stat().st_size / 3
+    source = json.loads((sources / "vi-pos" / "source.json").read_text())
+    assert source["body"] == "../vi-topic"
+    assert source["bundle"]["label_scheme"] == "tags"
+
+
+def test_task_bundles_are_served_and_their_rebuild_is_checked(
+    task_heads: Path, capsys: pytest.CaptureFixture
+) -> None:
+    models = task_heads / "models"
+    ner = load_bundle(models / "vi-ner").manifest
+    assert (ner.task, ner.label_scheme, ner.default) == ("token-classification", "iob2", False)
+    pos = load_bundle(models / "vi-pos").manifest
+    assert (pos.label_scheme, pos.default) == ("tags", True)
+    sentiment = load_bundle(models / "vi-sentiment").manifest
+    assert (sentiment.task, sentiment.labels) == ("classification", ("negative", "positive"))
+    recorded = json.loads((models / "sources" / "vi-pos" / "source.json").read_text())
+    assert all(
+        len(tags.split()) == len(text.split())
+        for text, tags in zip(
+            recorded["reference"]["texts"], recorded["reference"]["labels"], strict=True
+        )
+    )
+    capsys.readouterr()
+    args = ["build", str(models / "sources" / "vi-pos"), "--if-changed"]
+    assert main(args) == 0
+    assert "is current" in capsys.readouterr().out
+    (models / "sources" / "vi-topic" / "note.txt").write_text("the body changed")
+    try:
+        assert main(args) == 0  # a changed body makes the head's bundle stale: rebuilt, checked
+        assert "building" in capsys.readouterr().out
+    finally:
+        (models / "sources" / "vi-topic" / "note.txt").unlink()

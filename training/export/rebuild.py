@@ -5,6 +5,7 @@ export the bundle with parity. Shared by KDA students and compressed students.""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from training.export.onnx import ExportSpec
 from training.sources import DIGEST_KEY, digest
 
 SOURCE = "source.json"
+
+
+Predictor = Callable[[nn.Module, PreTrainedTokenizerFast, list[str]], list[str]]
 
 
 @torch.no_grad()
@@ -38,12 +42,13 @@ def export_from_sources(
     out: Path,
     record: bool,
     description: str,
+    predictor: Predictor | None = None,
 ) -> dict[str, Any]:
     """With `record`, store the model's reference predictions in the sources; otherwise refuse a
     model that changes any of them. Then write the bundle the sources describe to `out`."""
     source = json.loads((source_dir / SOURCE).read_text())
     reference = source["reference"]
-    labels = predict(model.eval(), tokenizer, reference["texts"])
+    labels = (predictor or predict)(model.eval(), tokenizer, reference["texts"])
     if record:
         reference["labels"] = labels
         (source_dir / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
@@ -64,6 +69,7 @@ def export_from_sources(
         max_length=int(source["max_length"]),
         variants=tuple(info["variants"]),
         default=bool(info.get("default", True)),
+        label_scheme=info.get("label_scheme"),
         description=description,
         provenance=source["provenance"] | {DIGEST_KEY: digest(source_dir)},
         evaluation=source["evaluation"],

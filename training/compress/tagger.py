@@ -1,0 +1,219 @@
+"""Token-classification heads on a student (POS tags, IOB2 named entities): the same task
+adapter as the topic heads (a bottleneck in every layer, encoder frozen) plus a linear layer
+on every token, trained like them (AdamW, the epoch with the best dev score kept).
+
+Words come pre-split (UD / CoNLL files: `word<TAB>tag`, a blank line between sentences); a
+word's label sits on its first sub-word token, the others are ignored by the loss and by
+prediction (the usual alignment, and the one the service reads back: app/tagging.py)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+from transformers import BertModel
+from transformers.modeling_outputs import TokenClassifierOutput
+
+from training.batches import length_grouped_batches, pad_rows
+from training.compress.head import AdaptedOutput, HeadSettings, LabelConfig
+
+IGNORE = -100  # the loss skips every sub-word but a word's first
+
+
+@dataclass
+class Sentences:
+    words: list[list[str]]
+    tags: list[list[str]]
+
+
+def read_conll(path: Path) -> Sentences:
+    """`word<TAB>tag` lines, a blank line after each sentence."""
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    words: list[list[str]] = []
+    tags: list[list[str]] = []
+    current: list[tuple[str, str]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            if current:
+                words.append([w for w, _ in current])
+                tags.append([t for _, t in current])
+                current = []
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise ValueError(f"{path}:{number}: expected `word<TAB>tag`, got {line!r}")
+        current.append((parts[0], parts[1]))
+    if current:
+        words.append([w for w, _ in current])
+        tags.append([t for _, t in current])
+    return Sentences(words, tags)
+
+
+@dataclass
+class Encoded:
+    ids: list[list[int]]
+    targets: list[list[int]]  # per token: the word's label on its first sub-word, else IGNORE
+    firsts: list[list[int | None]]  # per word: its first token, None when truncation cut it
+
+
+def encode(tokenizer: Any, data: Sentences, labels: list[str], max_length: int) -> Encoded:
+    """Token ids and first-sub-word targets, with the tokenizer's own word alignment."""
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({t for sent in data.tags for t in sent} - set(index))
+    if unknown:
+        raise ValueError(f"tags {unknown} are not among the labels {labels}")
+    out = Encoded([], [], [])
+    for words, tags in zip(data.words, data.tags, strict=True):
+        enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+        firsts: list[int | None] = [None] * len(words)
+        targets = [IGNORE] * len(enc["input_ids"])
+        for position, word in enumerate(enc.word_ids()):
+            if word is not None and firsts[word] is None:
+                firsts[word] = position
+                targets[position] = index[tags[word]]
+        out.ids.append(list(enc["input_ids"]))
+        out.targets.append(targets)
+        out.firsts.append(firsts)
+    return out
+
+
+class TokenClassifier(nn.Module):
+    """Encoder (frozen, with task adapters) -> dropout -> linear on every token."""
+
+    def __init__(self, encoder: BertModel, labels: list[str], reduction: int = 16) -> None:
+        super().__init__()
+        self.encoder = copy.deepcopy(encoder)
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        layers: list[Any] = list(self.encoder.encoder.layer)
+        for layer in layers:
+            layer.output = AdaptedOutput(layer.output, reduction)
+        self.config = LabelConfig(labels)
+        self.dropout = nn.Dropout(0.1)
+        self.classifier = nn.Linear(encoder.config.hidden_size, len(labels))
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> TokenClassifierOutput:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return TokenClassifierOutput(logits=self.classifier(self.dropout(hidden.last_hidden_state)))
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def predict(model: TokenClassifier, data: Encoded, pad_id: int) -> list[list[int | None]]:
+    """Each word's label index (None for a word truncation cut off)."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(data.ids)), key=lambda i: len(data.ids[i]))
+    out: list[list[int | None]] = [[] for _ in data.ids]
+    for start in range(0, len(order), 64):
+        rows = order[start : start + 64]
+        x, mask = pad_rows(data.ids, rows, pad_id, device)
+        best = model(x, mask).logits.argmax(-1).cpu().numpy()
+        for r, i in enumerate(rows):
+            out[i] = [None if f is None else int(best[r, f]) for f in data.firsts[i]]
+    return out
+
+
+Score = Callable[[list[list[int | None]]], float]  # word predictions -> the dev figure
+
+
+def train_tagger(
+    encoder: BertModel,
+    labels: list[str],
+    train: Encoded,
+    dev: Encoded,
+    pad_id: int,
+    settings: HeadSettings,
+    dev_score: Score,
+) -> tuple[TokenClassifier, dict[str, Any]]:
+    """Train one head; the weights of the epoch with the best `dev_score` are returned."""
+    torch.manual_seed(settings.seed)
+    model = TokenClassifier(encoder, labels, settings.reduction)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
+    lengths = [len(x) for x in train.ids]
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
+    history = []
+    started = time.perf_counter()
+    for epoch in tqdm(range(settings.epochs), desc=f"tagger seed {settings.seed}", leave=False):
+        model.train()
+        model.encoder.eval()  # frozen encoder: its dropout stays off
+        adapted: list[Any] = list(model.encoder.encoder.layer)
+        for layer in adapted:
+            layer.output.adapter.train()
+        for rows in length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch):
+            x, mask = pad_rows(train.ids, rows, pad_id, device)
+            target = torch.full(x.shape, IGNORE, dtype=torch.long)
+            for r, i in enumerate(rows):
+                target[r, : len(train.targets[i])] = torch.tensor(train.targets[i])
+            logits = model(x, mask).logits
+            loss = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                target.reshape(-1).to(device),
+                ignore_index=IGNORE,
+            )
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        score = dev_score(predict(model, dev, pad_id))
+        history.append({"epoch": epoch + 1, "dev_score": round(score, 4)})
+        if score > best[0]:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = (score, epoch + 1, state)
+    model.load_state_dict(best[2])
+    model.eval()
+    return model, {
+        "seed": settings.seed,
+        "best_epoch": best[1],
+        "dev_score": round(best[0], 4),
+        "trainable_parameters": model.trainable_parameters(),
+        "history": history,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def word_scores(
+    gold: list[list[str]], predicted: list[list[int | None]], labels: list[str], scheme: str
+) -> dict[str, float]:
+    """POS (`tags`): word accuracy and macro-F1 over the tags. NER (`iob2`): entity-level
+    precision, recall and F1 (seqeval, its default CoNLL reading) plus word accuracy. A word
+    truncation cut off counts as wrong (`O` for NER)."""
+    fallback = "O" if scheme == "iob2" else "_"
+    tags = [[labels[p] if p is not None else fallback for p in sent] for sent in predicted]
+    flat_gold = [t for sent in gold for t in sent]
+    flat_pred = [t for sent in tags for t in sent]
+    accuracy = float(np.mean([g == p for g, p in zip(flat_gold, flat_pred, strict=True)]))
+    if scheme == "iob2":
+        from seqeval.metrics import f1_score, precision_score, recall_score
+
+        return {
+            "f1": float(f1_score(gold, tags)),
+            "precision": float(precision_score(gold, tags)),
+            "recall": float(recall_score(gold, tags)),
+            "word_accuracy": accuracy,
+        }
+    present = sorted(set(flat_gold))
+    f1s = []
+    for tag in present:
+        tp = sum(g == p == tag for g, p in zip(flat_gold, flat_pred, strict=True))
+        predicted_n = sum(p == tag for p in flat_pred)
+        gold_n = sum(g == tag for g in flat_gold)
+        precision = tp / predicted_n if predicted_n else 0.0
+        recall = tp / gold_n
+        f1s.append(2 * precision * recall / (precision + recall) if tp else 0.0)
+    return {"word_accuracy": accuracy, "macro_f1": float(np.mean(f1s))}

@@ -1,0 +1,391 @@
+"""`python -m training compress tasks CONFIG`: heads for a language's other tasks (binary
+sentiment, POS, NER) on the student that serves it, trained with the topic heads' procedure.
+
+The student is read from its committed sources (`models/sources/<lang>-topic`), so the same
+command re-trains every head on whichever student is served. Per task: each learning rate's
+seed-1 head is scored on the choosing split, the best rate is kept for the other seeds, the
+seed with the best choosing score is packed; the report split is scored once per seed. The
+choosing split is dev, or (`holdout`, for NER whose test split has no labels) a slice of train,
+and then dev is the report split. Each task's sources hold only its head (adapters and
+classifier, fp16) and name the student as their body: one body, many small heads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from training.compress.head import EncoderClassifier, HeadSettings, train_head
+from training.compress.head import predict as predict_texts
+from training.compress.tagger import (
+    Sentences,
+    TokenClassifier,
+    encode,
+    predict,
+    read_conll,
+    train_tagger,
+    word_scores,
+)
+from training.data import read_table
+from training.evaluate.metrics import scores
+from training.settings_files import read_settings, validated
+
+ENCODER_CONFIG, WEIGHTS, HEAD = "encoder-config.json", "model.safetensors", "head.safetensors"
+
+
+class TaskHeads(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reduction: int | None = Field(default=None, ge=1)  # default: 2 below 384 wide, else 16
+    learning_rates: list[float] = Field(default_factory=lambda: [1e-3, 3e-3], min_length=1)
+    batch_size: int = Field(default=16, ge=1)
+    epochs: int = Field(default=20, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: Path  # train.tsv, dev.tsv and (optionally) test.tsv
+    kind: Literal["sequence", "tokens"]
+    scheme: Literal["tags", "iob2"] | None = None  # tokens only
+    labels: list[str] | None = None  # default: the sorted train labels
+    holdout: float = Field(default=0.0, ge=0.0, lt=0.5)  # share of train to choose on
+    name: str | None = None  # the bundle; default <language>-<task>
+    default: bool = False  # answers for its language without being named
+    min_variant_agreement: float = Field(default=0.85, ge=0.0, le=1.0)
+    head: TaskHeads | None = None  # this task's own settings (default: the config's)
+
+
+class TasksConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    language: str
+    student: Path  # a compressed student's sources
+    out: Path
+    tasks: dict[str, TaskSpec] = Field(min_length=1)
+    head: TaskHeads = Field(default_factory=TaskHeads)
+    max_length: int = Field(default=128, ge=8)
+    sources: Path = Path("models/sources")  # where each task's sources are written
+    models: Path = Path("models")  # where its bundle is built
+    threads: int = Field(default=0, ge=0)
+
+    @classmethod
+    def from_file(cls, path: Path) -> TasksConfig:
+        return validated(cls, read_settings(path), path)
+
+
+def load_student(source_dir: Path) -> tuple[BertModel, Any]:
+    """The student body from compressed sources: its encoder (task adapters left out) and
+    its tokenizer."""
+    config = BertConfig.from_json_file(str(source_dir / ENCODER_CONFIG))
+    encoder = BertModel(config, add_pooling_layer=False)
+    weights = load_file(str(source_dir / WEIGHTS))
+    body = {
+        key.removeprefix("encoder."): value.float()
+        for key, value in weights.items()
+        if key.startswith("encoder.") and ".adapter." not in key
+    }
+    encoder.load_state_dict(body)
+    return encoder.eval(), AutoTokenizer.from_pretrained(str(source_dir))
+
+
+Split = tuple[Any, Any]  # (inputs, gold) of one split
+
+
+class TaskRun:
+    """One task's heads on the student: data, splits, runs per seed (resumable), packing."""
+
+    def __init__(self, config: TasksConfig, task: str, encoder: BertModel, tokenizer: Any):
+        self.config, self.task, self.spec = config, task, config.tasks[task]
+        self.encoder, self.tokenizer = encoder, tokenizer
+        self.folder = config.out / task
+        spec = self.spec
+        if spec.kind == "tokens" and spec.scheme is None:
+            raise ValueError(f"task {task}: a token task needs scheme (tags or iob2)")
+        splits = {s: self._read(s) for s in ("train", "dev", "test") if self._has(s)}
+        if "train" not in splits or "dev" not in splits:
+            raise ValueError(f"task {task}: {spec.data} needs train.tsv and dev.tsv")
+        self.labels = spec.labels or sorted({y for y in self._flat(splits["train"][1])})
+        train = splits["train"]
+        if spec.holdout:
+            n = len(train[0])
+            cut = n - max(1, round(n * spec.holdout))
+            self.choose = (train[0][cut:], train[1][cut:])
+            self.train = (train[0][:cut], train[1][:cut])
+            self.report_split, self.report = "dev", splits["dev"]
+        else:
+            self.train, self.choose = train, splits["dev"]
+            self.report_split = "test" if "test" in splits else "dev"
+            self.report = splits[self.report_split]
+        self.choose_split = "train-holdout" if spec.holdout else "dev"
+        self.head = spec.head or config.head
+        width = encoder.config.hidden_size
+        self.reduction = self.head.reduction or (2 if width < 384 else 16)
+
+    def _has(self, split: str) -> bool:
+        return (self.spec.data / f"{split}.tsv").is_file()
+
+    def _read(self, split: str) -> Split:
+        path = self.spec.data / f"{split}.tsv"
+        if self.spec.kind == "sequence":
+            table = read_table(path, "text", "label")
+            return table.texts, table.labels
+        sentences = read_conll(path)
+        return sentences.words, sentences.tags
+
+    @staticmethod
+    def _flat(gold: list[Any]) -> list[str]:
+        return [t for y in gold for t in (y if isinstance(y, list) else [y])]
+
+    def _encode(self, split: Split) -> Any:
+        if self.spec.kind == "tokens":
+            data = Sentences(list(split[0]), list(split[1]))
+            return encode(self.tokenizer, data, self.labels, self.config.max_length)
+        out = self.tokenizer(list(split[0]), truncation=True, max_length=self.config.max_length)
+        return [list(x) for x in out["input_ids"]]
+
+    def score(self, encoded: Any, gold: list[Any], model: torch.nn.Module) -> dict[str, float]:
+        pad = self.tokenizer.pad_token_id
+        if self.spec.kind == "tokens":
+            assert self.spec.scheme is not None
+            predicted = predict(model, encoded, pad)  # type: ignore[arg-type]
+            return word_scores(gold, predicted, self.labels, self.spec.scheme)
+        predicted_ids = predict_texts(model, encoded, pad)  # type: ignore[arg-type]
+        result = scores(np.array([self.labels.index(y) for y in gold]), predicted_ids, self.labels)
+        return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
+
+    @property
+    def key(self) -> str:
+        """The figure heads are chosen by: entity F1 (NER), else macro-F1."""
+        return "f1" if self.spec.scheme == "iob2" else "macro_f1"
+
+    def run(self) -> dict[str, Any]:
+        train, choose, report = (self._encode(s) for s in (self.train, self.choose, self.report))
+        head = self.head
+        search = {
+            rate: self._seed(head.seeds[0], rate, train, choose, report)
+            for rate in head.learning_rates
+        }
+        rate = max(head.learning_rates, key=lambda r: search[r][f"choose_{self.key}"])
+        runs = [search[rate]] + [
+            self._seed(seed, rate, train, choose, report) for seed in head.seeds[1:]
+        ]
+        best = max(runs, key=lambda r: r[f"choose_{self.key}"])
+
+        def spread(key: str) -> dict[str, float]:
+            values = np.array([r[key] for r in runs])
+            return {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4)}
+
+        figures = sorted(k for k in runs[0] if k.startswith(("choose_", "report_")))
+        result = {
+            "task": self.task,
+            "kind": self.spec.kind,
+            "scheme": self.spec.scheme,
+            "labels": self.labels,
+            "reduction": self.reduction,
+            "choose_split": self.choose_split,
+            "report_split": self.report_split,
+            "sizes": {
+                "train": len(self.train[0]),
+                "choose": len(self.choose[0]),
+                "report": len(self.report[0]),
+            },
+            "learning_rate": rate,
+            "learning_rate_search": {str(r): search[r][f"choose_{self.key}"] for r in search},
+            "best_seed": best["seed"],
+            "figures": {k: spread(k) for k in figures},
+            "runs": runs,
+        }
+        (self.folder / "report.json").write_text(json.dumps(result, indent=2))
+        return result
+
+    def _file(self, seed: int, rate: float, suffix: str) -> Path:
+        return self.folder / "runs" / f"seed{seed}-lr{rate:g}{suffix}"
+
+    def _seed(self, seed: int, rate: float, train: Any, choose: Any, report: Any) -> dict[str, Any]:
+        """One seed's head, or its saved report: a stopped task resumes per seed."""
+        saved = self._file(seed, rate, ".json")
+        head = self.head
+        settings = HeadSettings("adapter", self.reduction, rate, head.batch_size, head.epochs, seed)
+        if saved.is_file():
+            print(f"{self.task} seed {seed} lr {rate:g}: done earlier ({saved})", flush=True)
+            earlier: dict[str, Any] = json.loads(saved.read_text())
+            return earlier
+        pad = self.tokenizer.pad_token_id
+        model: torch.nn.Module
+        if self.spec.kind == "tokens":
+            gold = self.choose[1]
+
+            def dev_score(predicted: list[list[int | None]]) -> float:
+                assert self.spec.scheme is not None
+                return word_scores(gold, predicted, self.labels, self.spec.scheme)[self.key]
+
+            model, log = train_tagger(
+                self.encoder, self.labels, train, choose, pad, settings, dev_score
+            )
+        else:
+            y = (
+                [self.labels.index(v) for v in self.train[1]],
+                [self.labels.index(v) for v in self.choose[1]],
+            )
+            model, log = train_head(
+                self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings
+            )
+        result = {
+            "seed": seed,
+            "learning_rate": rate,
+            "best_epoch": log["best_epoch"],
+            "seconds": log["seconds"],
+        }
+        for prefix, encoded, gold in (
+            ("choose", choose, self.choose[1]),
+            ("report", report, self.report[1]),
+        ):
+            result |= {f"{prefix}_{k}": v for k, v in self.score(encoded, gold, model).items()}
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        head_state = {k: v for k, v in model.state_dict().items() if _is_head(k)}
+        torch.save(head_state, self._file(seed, rate, ".pt"))
+        saved.write_text(json.dumps(result, indent=2))
+        print(json.dumps({"task": self.task} | result), flush=True)
+        return result
+
+    def pack(self, result: dict[str, Any]) -> Path:
+        """The best head as sources naming the student as their body."""
+        name = self.spec.name or f"{self.config.language}-{self.task}"
+        out = self.config.sources / name
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        state = torch.load(
+            self._file(result["best_seed"], result["learning_rate"], ".pt"), map_location="cpu"
+        )
+        save_file({k: v.half().contiguous() for k, v in state.items()}, str(out / HEAD))
+        tokens = self.spec.kind == "tokens"
+        reference = [" ".join(w) for w in self.report[0][:200]] if tokens else self.report[0][:200]
+        best = next(r for r in result["runs"] if r["seed"] == result["best_seed"])
+        source = {
+            "kind": "task-head",
+            "body": str(Path("..") / self.config.student.resolve().name),
+            "labels": self.labels,
+            "head_kind": "adapter",
+            "reduction": self.reduction,
+            "max_length": self.config.max_length,
+            "bundle": {
+                "name": name,
+                "language": self.config.language,
+                "version": "0.1.0",
+                "task": "token-classification" if tokens else "classification",
+                "label_scheme": self.spec.scheme,
+                "variants": ["fp32", "fp16", "int8"],
+                "min_variant_agreement": self.spec.min_variant_agreement,
+                "default": self.spec.default,
+                "out": str(self.config.models / name),
+            },
+            "provenance": {
+                "method": f"{self.task} head (task adapters + classifier) on the served student",
+                "task_data": str(self.spec.data),
+                "learning_rate": result["learning_rate"],
+                "exported_seed": result["best_seed"],
+                "choose_split": result["choose_split"],
+            },
+            "evaluation": [
+                {
+                    "dataset": f"{self.task}-{self.config.language}-{result['report_split']}",
+                    "n": result["sizes"]["report"],
+                    **{
+                        k.removeprefix("report_"): v
+                        for k, v in best.items()
+                        if k.startswith("report_")
+                    },
+                    "seeds": {
+                        k.removeprefix("report_"): v
+                        for k, v in result["figures"].items()
+                        if k.startswith("report_")
+                    },
+                }
+            ],
+            "reference": {"texts": reference, "labels": None},
+        }
+        (out / "source.json").write_text(json.dumps(source, indent=2, ensure_ascii=False))
+        return out
+
+
+def _is_head(key: str) -> bool:
+    """The trained part of a head model: its adapters and its classifier."""
+    return ".adapter." in key or key.startswith("classifier.")
+
+
+def run_tasks(config: TasksConfig, only: list[str] | None = None) -> dict[str, Any]:
+    """Every configured task (or `only` these): heads, report, sources; returns a summary."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    unknown = sorted(set(only or []) - set(config.tasks))
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; configured: {sorted(config.tasks)}")
+    encoder, tokenizer = load_student(config.student)
+    summary = {}
+    for task in only or list(config.tasks):
+        run = TaskRun(config, task, encoder, tokenizer)
+        run.folder.mkdir(parents=True, exist_ok=True)
+        result = run.run()
+        sources = run.pack(result)
+        name = sources.name
+        built = build_task_head(sources, config.models / name, record=True)
+        summary[task] = {"sources": str(sources), "bundle": built["bundle"]} | {
+            k: v for k, v in result["figures"].items() if k.startswith("report_")
+        }
+    return summary
+
+
+def rebuild_task_model(source_dir: Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """The body's encoder with the task's head on it, from the committed sources."""
+    source = json.loads((source_dir / "source.json").read_text())
+    if source.get("kind") != "task-head":
+        raise ValueError(f"{source_dir / 'source.json'} describes a {source.get('kind')!r} model")
+    body = (source_dir / source["body"]).resolve()
+    if not (body / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{source_dir}: its body {body} has no {WEIGHTS}")
+    encoder, tokenizer = load_student(body)
+    labels, reduction = source["labels"], int(source["reduction"])
+    tokens = source["bundle"]["task"] == "token-classification"
+    model: torch.nn.Module = (
+        TokenClassifier(encoder, labels, reduction)
+        if tokens
+        else EncoderClassifier(encoder, labels, "adapter", reduction)
+    )
+    head = {k: v.float() for k, v in load_file(str(source_dir / HEAD)).items()}
+    missing, unexpected = model.load_state_dict(head, strict=False)
+    if unexpected or any(_is_head(k) for k in missing):
+        raise ValueError(f"{source_dir / HEAD} does not fit the body: {unexpected or missing}")
+    tokenizer.model_max_length = int(source["max_length"])
+    return model.eval(), tokenizer, source
+
+
+def predict_word_tags(model: torch.nn.Module, tokenizer: Any, texts: list[str]) -> list[str]:
+    """Reference predictions of a token model: each text's words (split on spaces) tagged,
+    as one space-joined string per text."""
+    labels: dict[int, str] = model.config.id2label  # type: ignore[union-attr,assignment]
+    data = Sentences([t.split() for t in texts], [["_"] * len(t.split()) for t in texts])
+    encoded = encode(tokenizer, data, ["_"], tokenizer.model_max_length)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    predicted = predict(model, encoded, pad)  # type: ignore[arg-type]
+    return [" ".join("-" if p is None else labels[p] for p in sent) for sent in predicted]
+
+
+def build_task_head(source_dir: Path, out: Path, record: bool = False) -> dict[str, Any]:
+    """The task's bundle from its sources and its body's."""
+    from training.export.rebuild import export_from_sources
+
+    model, tokenizer, source = rebuild_task_model(source_dir)
+    tokens = source["bundle"]["task"] == "token-classification"
+    description = (
+        f"{source['bundle']['language']} {source['bundle']['name']}: "
+        f"{'token' if tokens else 'text'} head on the compressed student {source['body']}"
+    )
+    predictor = predict_word_tags if tokens else None
+    return export_from_sources(model, tokenizer, source_dir, out, record, description, predictor)
