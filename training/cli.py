@@ -106,17 +106,12 @@ def _finetune(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"give --config or all of {', '.join('--' + m for m in missing)}")
         config = FinetuneConfig(**{k: v for k, v in overrides.items() if v is not None})
-    report = Finetuner(config).run()
-    print(
-        json.dumps(
-            {
-                k: report[k]
-                for k in ("steps", "best_val_macro_f1", "seconds", "device", "trainable_parameters")
-            },
-            indent=2,
-        )
-    )
-    print(f"best model: {config.out}")
+    finetuner = Finetuner(config)
+    report = finetuner.run()
+    if finetuner.main:  # one summary, not one per process
+        keys = ("steps", "best_val_macro_f1", "seconds", "device", "processes")
+        print(json.dumps({k: report[k] for k in (*keys, "trainable_parameters")}, indent=2))
+        print(f"best model: {config.out}")
     return 0
 
 

@@ -1,39 +1,35 @@
-"""Fine-tuning loop for sequence classification, sized for small machines: texts tokenized
-once, length-grouped batches with dynamic padding, evaluation on the validation file a few
-times per epoch, the best model (by validation macro-F1) kept, and a checkpoint after every
-evaluation from which an interrupted run resumes where it stopped."""
+"""Fine-tuning for sequence classification on the shared loop (training/loop.py): texts
+tokenized once, length-grouped batches with dynamic padding, a linear schedule with warm-up,
+evaluation on the validation file a few times per epoch, the best model (by validation
+macro-F1) kept, and a checkpoint after every evaluation from which an interrupted run resumes
+where it stopped, on one process or several (`accelerate launch -m training finetune ...`)."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    get_linear_schedule_with_warmup,
-)
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from training.batches import length_grouped_batches
+from training.batches import pad_rows
 from training.data import read_table
 from training.evaluate.metrics import scores
 from training.finetune.config import FinetuneConfig
+from training.loop import Loop, LoopSettings
 from training.weights.resolve import resolve_model
-
-CHECKPOINT = "checkpoint.pt"
 
 
 class Finetuner:
+    """The fine-tune as a loop method: its model, its examples, its loss and evaluation."""
+
     def __init__(self, config: FinetuneConfig) -> None:
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         source = resolve_model(config.model)
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         labels = config.labels
@@ -44,9 +40,11 @@ class Finetuner:
             label2id={label: i for i, label in enumerate(labels)},
             ignore_mismatched_sizes=True,  # a head with other labels is replaced, not kept
             dtype=torch.float32,  # train in fp32 whatever dtype the checkpoint was saved in
-        ).to(self.device)
+        )
         if config.freeze_embeddings:
             self.model.base_model.embeddings.word_embeddings.requires_grad_(False)
+        self.pad = self.tokenizer.pad_token_id or 0
+        self.main = True  # the main process (of several under accelerate launch / torchrun)
         self.train_ids, self.train_labels = self._encode(config.train, config.limit)
         self.val_ids, self.val_labels = self._encode(config.val, None)
 
@@ -60,121 +58,66 @@ class Finetuner:
         encoded = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)
         return list(encoded["input_ids"]), [index[label] for label in table.labels][:limit]
 
-    def _batch(self, ids: list[list[int]], rows: list[int]) -> dict[str, torch.Tensor]:
-        width = max(len(ids[i]) for i in rows)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
-            mask[r, : len(ids[i])] = 1
-        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
+    def module(self) -> nn.Module:
+        return self.model
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, Any]:
-        self.model.eval()
-        preds = []
+    def sizes(self) -> list[int]:
+        return [len(x) for x in self.train_ids]
+
+    def loss(self, module: nn.Module, rows: list[int], device: torch.device) -> torch.Tensor:
+        x, mask = pad_rows(self.train_ids, rows, self.pad, device)
+        labels = torch.tensor([self.train_labels[i] for i in rows], device=device)
+        logits = module(input_ids=x, attention_mask=mask).logits
+        return nn.functional.cross_entropy(logits, labels, reduction="sum")
+
+    def evaluate(self, module: nn.Module) -> dict[str, float]:
+        device = next(module.parameters()).device
         order = sorted(range(len(self.val_ids)), key=lambda i: len(self.val_ids[i]))
+        predicted = np.zeros(len(self.val_ids), dtype=np.int64)
         for start in range(0, len(order), 128):
             rows = order[start : start + 128]
-            logits = self.model(**self._batch(self.val_ids, rows)).logits
-            preds += list(zip(rows, logits.argmax(-1).tolist(), strict=True))
-        self.model.train()
-        pred = np.array([p for _, p in sorted(preds)])
-        return scores(np.array(self.val_labels), pred, self.config.labels)
+            x, mask = pad_rows(self.val_ids, rows, self.pad, device)
+            predicted[rows] = module(input_ids=x, attention_mask=mask).logits.argmax(-1).cpu()
+        result = scores(np.array(self.val_labels), predicted, self.config.labels)
+        return {"val_accuracy": result["accuracy"], "val_macro_f1": result["macro_f1"]}
+
+    def keep(self, module: nn.Module, out: Path) -> None:
+        module.save_pretrained(str(out))  # type: ignore[operator]
+        self.tokenizer.save_pretrained(str(out))
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
         cfg.out.mkdir(parents=True, exist_ok=True)
         (cfg.out / "finetune-config.json").write_text(json.dumps(cfg.to_json(), indent=2))
-        lengths = [len(x) for x in self.train_ids]
-        steps_per_epoch = -(-len(lengths) // cfg.batch_size)
-        total = steps_per_epoch * cfg.epochs
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-        state: dict[str, Any] = {"step": 0, "best": -1.0, "history": [], "seconds": 0.0}
-        checkpoint = cfg.out / CHECKPOINT
-        if checkpoint.is_file():
-            saved = torch.load(checkpoint, map_location=self.device, weights_only=False)
-            if saved["config"] != cfg.to_json():
-                raise ValueError(
-                    f"{checkpoint} was made with other settings; remove it or use another --out"
-                )
-            self.model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            schedule.load_state_dict(saved["schedule"])
-            state = saved["state"]
-            print(f"resuming from step {state['step']} of {total}", flush=True)
-        eval_every = max(1, -(-steps_per_epoch // cfg.evals_per_epoch))
-        torch.manual_seed(cfg.seed + state["step"])
-        self.model.train()
-        started = time.perf_counter() - state["seconds"]
-        progress = tqdm(total=total, initial=state["step"], desc="fine-tune", unit="step")
-        running = []
-        for epoch in range(state["step"] // steps_per_epoch, cfg.epochs):
-            batches = length_grouped_batches(lengths, cfg.batch_size, cfg.seed + epoch)
-            for index in range(state["step"] - epoch * steps_per_epoch, len(batches)):
-                rows = batches[index]
-                labels = torch.tensor([self.train_labels[i] for i in rows], device=self.device)
-                loss = self.model(**self._batch(self.train_ids, rows), labels=labels).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                state["step"] += 1
-                running.append(float(loss))
-                progress.update()
-                progress.set_postfix(loss=f"{np.mean(running[-50:]):.3f}")
-                last = index == len(batches) - 1
-                if (index + 1) % eval_every == 0 or last:
-                    self._checkpoint(state, running, epoch, optimizer, schedule, started)
-                    running = []
-        progress.close()
+        steps_per_epoch = -(-len(self.train_ids) // cfg.batch_size)
+        settings = LoopSettings(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            warmup_ratio=cfg.warmup_ratio,
+            schedule="linear",
+            clip=1.0,
+            eval_every=max(1, -(-steps_per_epoch // cfg.evals_per_epoch)),
+            metric="val_macro_f1",
+            higher_is_better=True,
+            seed=cfg.seed,
+        )
+        loop = Loop(settings, cfg.out, "fine-tune")
+        self.main = loop.main
+        result = loop.run(self, cfg.to_json())
         report = {
             "config": cfg.to_json(),
-            "steps": state["step"],
-            "best_val_macro_f1": state["best"],
-            "history": state["history"],
-            "seconds": round(time.perf_counter() - started, 1),
-            "device": str(self.device),
-            "trainable_parameters": sum(p.numel() for p in params),
+            "steps": result["steps"],
+            "best_val_macro_f1": result["best"],
+            "history": result["history"],
+            "seconds": result["seconds"],
+            "device": result["device"],
+            "processes": result["processes"],
+            "trainable_parameters": sum(
+                p.numel() for p in self.model.parameters() if p.requires_grad
+            ),
         }
-        (cfg.out / "finetune-report.json").write_text(json.dumps(report, indent=2))
+        if loop.main:
+            (cfg.out / "finetune-report.json").write_text(json.dumps(report, indent=2))
         return report
-
-    def _checkpoint(
-        self,
-        state: dict[str, Any],
-        running: list[float],
-        epoch: int,
-        optimizer: torch.optim.Optimizer,
-        schedule: Any,
-        started: float,
-    ) -> None:
-        val = self.evaluate()
-        entry = {
-            "step": state["step"],
-            "epoch": epoch + 1,
-            "train_loss": round(float(np.mean(running)), 4) if running else None,
-            "val_accuracy": round(val["accuracy"], 4),
-            "val_macro_f1": round(val["macro_f1"], 4),
-        }
-        state["history"].append(entry)
-        tqdm.write(json.dumps(entry))
-        if val["macro_f1"] > state["best"]:
-            state["best"] = val["macro_f1"]
-            self.model.save_pretrained(str(self.config.out))
-            self.tokenizer.save_pretrained(str(self.config.out))
-        state["seconds"] = time.perf_counter() - started
-        torch.save(
-            {
-                "config": self.config.to_json(),
-                "model": self.model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "state": state,
-            },
-            self.config.out / CHECKPOINT,
-        )

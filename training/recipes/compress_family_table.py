@@ -63,7 +63,7 @@ def verdict(ok: bool) -> str:
 
 
 def goals(language: str, tables: dict[str, dict[str, Any]]) -> list[str]:
-    out = []
+    out: list[str] = []
     base = tables["small"]["rows"]["uncompressed"] if "small" in tables else None
     if base is None:
         return out

@@ -1,0 +1,114 @@
+"""The shared training loop: sharding, and the fine-tune on two CPU processes (gloo) against
+one process with the same global batch, including a run stopped on one process and resumed
+on two."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.training.test_finetune_evaluate import write_tsv
+from training.demo import build_char_tokenizer, tiny_classifier
+from training.loop import CHECKPOINT, LoopSettings, shard
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_shards_are_disjoint_and_cover_the_batch(world: int) -> None:
+    rows = [7, 3, 9, 1, 4]
+    parts = [shard(rows, rank, world) for rank in range(world)]
+    assert sorted(i for part in parts for i in part) == sorted(rows)
+    assert sum(len(p) for p in parts) == len(rows)
+
+
+def test_settings_refuse_unknown_and_bad_values() -> None:
+    with pytest.raises(ValueError, match="accumulation"):
+        LoopSettings(accumulation=0)
+    with pytest.raises(ValueError, match="Extra inputs"):
+        LoopSettings(epochs=1, step=3)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="module")
+def still_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classifier without dropout: one and two processes then compute the same
+    gradients, up to the order of float sums."""
+    out = tmp_path_factory.mktemp("still-model")
+    tokenizer = build_char_tokenizer(["bad", "awful", "table", "chair", "good", "great"], 64)
+    model = tiny_classifier(len(tokenizer), 3, 64, seed=0, hidden=32, layers=1)
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    write_tsv(out / "train.tsv", 240, 0)
+    write_tsv(out / "val.tsv", 30, 1)
+    return out
+
+
+def finetune(model: Path, out: Path, processes: int, epochs: int = 6) -> subprocess.Popen:
+    args = [
+        "-m", "training", "finetune", "--model", str(model), "--train", str(model / "train.tsv"),
+        "--val", str(model / "val.tsv"), "--out", str(out), "--epochs", str(epochs),
+        "--batch-size", "16", "--lr", "3e-3", "--threads", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if processes == 1:
+        command = [sys.executable, *args]
+    else:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node"]
+        command = [*launcher, str(processes), "--standalone", *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def finished(process: subprocess.Popen) -> str:
+    output = process.communicate(timeout=600)[0].decode()
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_and_resume_across_process_counts(
+    still_model: Path, tmp_path: Path
+) -> None:
+    finished(finetune(still_model, tmp_path / "one", 1))
+    output = finished(finetune(still_model, tmp_path / "two", 2))
+    one = json.loads((tmp_path / "one" / "finetune-report.json").read_text())
+    two = json.loads((tmp_path / "two" / "finetune-report.json").read_text())
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["steps"] == two["steps"] == 6 * 15  # the same global batches
+    assert one["best_val_macro_f1"] > 0.9  # it learns
+    assert output.count('"best_val_macro_f1"') == 1  # one summary, from the main process
+    for a, b in zip(one["history"], two["history"], strict=True):
+        assert a["step"] == b["step"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)  # over both ranks
+        assert a["val_macro_f1"] == pytest.approx(b["val_macro_f1"], abs=0.05)
+    w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-3
+    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.suffix == ".partial") == []
+
+    # stopped on one process after its first checkpoint, resumed on two
+    stopped = finetune(still_model, tmp_path / "resumed", 1)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "resumed" / CHECKPOINT).is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopped.kill()
+    stopped.wait()
+    saved = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)
+    assert 0 < saved["state"]["step"] < 90
+    assert "resuming at step" in finished(finetune(still_model, tmp_path / "resumed", 2))
+    resumed = json.loads((tmp_path / "resumed" / "finetune-report.json").read_text())
+    assert resumed["steps"] == 90
+    assert [h["step"] for h in resumed["history"]] == [h["step"] for h in one["history"]]
+    for a, b in zip(one["history"], resumed["history"], strict=True):
+        assert a["val_macro_f1"] == pytest.approx(b["val_macro_f1"], abs=0.05)
+    w3 = weights(tmp_path / "resumed")
+    assert max(float((w1[k] - w3[k]).abs().max()) for k in w1) < 1e-3
