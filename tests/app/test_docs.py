@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.docker.test_prometheus import wait_for
-from tests.test_e2e import free_port
+from tests.services import running_service
 
 BROWSER = "chromium-headless-shell"  # Debian's package of the same name (make browser)
 REFERENCE = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url\s*:\s*["']([^"']+)["']""")
@@ -46,16 +44,8 @@ def test_documentation_pages_reference_only_the_service(client: TestClient, page
 def service(built: dict[str, Path], tmp_path: Path) -> Iterator[str]:
     models = tmp_path / "models"
     shutil.copytree(built["vi-sentiment"], models / "vi-sentiment")
-    port = free_port()
-    env = {**os.environ, "SMALLGLOT_MODELS_DIR": str(models), "SMALLGLOT_LOG_LEVEL": "warning"}
-    process = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port)], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{base}/healthz", 60)
+    with running_service(models) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def browser() -> str:

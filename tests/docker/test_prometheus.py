@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from tests.docker.deployment_files import (
     dashboard_queries,
     threshold_operand,
 )
-from tests.test_e2e import free_port
+from tests.services import free_port, running_service, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +37,6 @@ def binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
-
-
-def wait_for(url: str, seconds: float, ok: tuple[int, ...] = (200,)) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code in ok:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
 def test_promtool_accepts_the_config_and_rules() -> None:
@@ -68,16 +55,8 @@ def service(built: dict[str, Path], tmp_path: Path) -> Iterator[str]:
         shutil.copytree(path, models / path.name)
     broken = copy_bundle(built["sw-topic"], models, "mt-broken")
     edit_manifest(broken, lambda m: m.update(language="mt", labels=["x", "y"]))
-    port = free_port()
-    env = {**os.environ, "SMALLGLOT_MODELS_DIR": str(models), "SMALLGLOT_LOG_LEVEL": "warning"}
-    process = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port)], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{base}/healthz", 60)
+    with running_service(models) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.test_e2e import free_port
+from tests.services import free_port
 
 
 @dataclass

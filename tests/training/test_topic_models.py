@@ -1,6 +1,6 @@
 """The committed compressed topic students: each, rebuilt from `models/sources/<lang>-topic`
-and `<lang>-topic-tiny` (as `make serve` rebuilds it), must reproduce its reference predictions and the SIB-200 test
-figures its sources report."""
+and `<lang>-topic-tiny` (as `make serve` rebuilds it), must reproduce its reference
+predictions and the SIB-200 test figures its sources report."""
 
 from __future__ import annotations
 
