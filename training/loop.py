@@ -79,8 +79,13 @@ class Method(Protocol):
         """Held-out figures; the loop's `metric` must be one of them."""
         ...
 
-    def keep(self, module: nn.Module, out: Path) -> None:
-        """Save the module as the best so far (called on the main process only)."""
+    def keep(self, module: nn.Module, out: Path | None) -> None:
+        """Keep the module as the best so far (on the main process only; `out` is None for a
+        run without a directory: keep it in memory)."""
+        ...
+
+    def train_mode(self, module: nn.Module) -> None:
+        """Put the module in training mode (e.g. all but a frozen encoder's dropout)."""
         ...
 
 
@@ -97,7 +102,9 @@ def _reseed(seed: int) -> None:
 
 
 class Loop:
-    def __init__(self, settings: LoopSettings, out: Path, name: str = "train") -> None:
+    def __init__(self, settings: LoopSettings, out: Path | None, name: str = "train") -> None:
+        """`out` holds the checkpoint and the log; None for short runs that keep nothing on
+        disk (a task head's few minutes), which then cannot resume."""
         self.settings, self.out, self.name = settings, out, name
         self.accelerator = Accelerator(
             mixed_precision=settings.mixed_precision,
@@ -115,7 +122,8 @@ class Loop:
         """Train to the end (or early stop), resuming from `out`'s checkpoint if there is one.
         `config` is stored in the checkpoint; a checkpoint made with another is refused."""
         s, acc = self.settings, self.accelerator
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
         module = method.module()
         params = [p for p in module.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
@@ -134,8 +142,8 @@ class Loop:
             "batch": 0, "step": 0, "best": None, "stale": 0, "history": [], "seconds": 0.0,
             "stopped_early": False,
         }  # fmt: skip
-        checkpoint = self.out / CHECKPOINT
-        if checkpoint.is_file():
+        checkpoint = self.out / CHECKPOINT if self.out is not None else None
+        if checkpoint is not None and checkpoint.is_file():
             saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
             if saved.get("config") != config:
                 raise ValueError(
@@ -151,10 +159,10 @@ class Loop:
         eval_every = s.eval_every or steps_per_epoch
         progress = tqdm(
             total=total, initial=state["step"], desc=self.name, unit="step",
-            disable=not self.main,
+            disable=not self.main, leave=self.out is not None,
         )  # fmt: skip
         running: list[tuple[float, int]] = []  # (summed loss, examples) of this rank's batches
-        wrapped.train()
+        method.train_mode(wrapped)
         while state["batch"] < per_epoch * s.epochs and not state["stopped_early"]:
             epoch, index = divmod(state["batch"], per_epoch)
             rows = length_grouped_batches(sizes, s.batch_size, s.seed + epoch)[index]
@@ -189,7 +197,7 @@ class Loop:
                 running = []
                 state["seconds"] = time.perf_counter() - started
                 self._save(wrapped, optimizer, schedule, state, config)
-                wrapped.train()
+                method.train_mode(wrapped)
         progress.close()
         acc.wait_for_everyone()
         return {
@@ -236,7 +244,7 @@ class Loop:
             state["stale"] += 1
             if s.patience is not None and state["stale"] >= s.patience:
                 state["stopped_early"] = True
-        if self.main:
+        if self.main and self.out is not None:
             tqdm.write(json.dumps(entry))
             with (self.out / LOG).open("a") as log:
                 log.write(json.dumps(entry) + "\n")
@@ -258,7 +266,7 @@ class Loop:
         config: dict[str, Any] | None,
     ) -> None:
         acc = self.accelerator
-        if self.main:
+        if self.main and self.out is not None:
             partial = self.out / f"{CHECKPOINT}.partial"
             torch.save(
                 {

@@ -6,24 +6,25 @@ package, which pins an older transformers: the module is a few lines and exports
 part of the graph.
 
 Training follows the paper's Table 4 for topic classification (AdamW 1e-4, batch 16, 20
-epochs): the epoch with the best dev macro-F1 is kept, then test is scored once."""
+epochs) on the shared loop (training/loop.py): the epoch with the best dev macro-F1 is kept,
+then test is scored once."""
 
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 from transformers import BertModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from training.batches import length_grouped_batches, pad_rows
+from training.batches import pad_rows
 from training.evaluate.metrics import scores
+from training.loop import Loop, LoopSettings
 
 HEAD_KINDS = ("adapter", "full")
 
@@ -120,6 +121,75 @@ def predict(model: EncoderClassifier, ids: list[list[int]], pad_id: int) -> np.n
     return out
 
 
+class _HeadMethod:
+    """A text head as a loop method: cross-entropy on the labelled rows, dev macro-F1."""
+
+    def __init__(
+        self,
+        model: EncoderClassifier,
+        train: tuple[list[list[int]], list[int]],
+        dev: tuple[list[list[int]], list[int]],
+        labels: list[str],
+        pad_id: int,
+    ) -> None:
+        self.model, self.train, self.dev = model, train, dev
+        self.labels, self.pad_id = labels, pad_id
+        self.best: dict[str, torch.Tensor] = {}
+
+    def module(self) -> nn.Module:
+        return self.model
+
+    def sizes(self) -> list[int]:
+        return [len(x) for x in self.train[0]]
+
+    def loss(self, module: nn.Module, rows: list[int], device: torch.device) -> torch.Tensor:
+        x, mask = pad_rows(self.train[0], rows, self.pad_id, device)
+        target = torch.tensor([self.train[1][i] for i in rows], device=device)
+        return nn.functional.cross_entropy(module(x, mask).logits, target, reduction="sum")
+
+    def evaluate(self, module: nn.Module) -> dict[str, float]:
+        predicted = predict(module, self.dev[0], self.pad_id)  # type: ignore[arg-type]
+        return {"dev_macro_f1": scores(np.array(self.dev[1]), predicted, self.labels)["macro_f1"]}
+
+    def keep(self, module: nn.Module, out: Path | None) -> None:
+        self.best = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def train_mode(self, module: nn.Module) -> None:
+        adapted_mode(module)
+
+
+def adapted_mode(module: nn.Module) -> None:
+    """Training mode for a head whose encoder is frozen: the encoder's dropout stays off, its
+    adapters and the classifier train."""
+    module.train()
+    inner: Any = getattr(module, "module", module)  # under DistributedDataParallel
+    if getattr(inner, "kind", "adapter") == "adapter":
+        inner.encoder.eval()
+        for layer in list(inner.encoder.encoder.layer):
+            layer.output.adapter.train()
+
+
+def head_loop(settings: HeadSettings, name: str, metric: str) -> Loop:
+    """The shared loop as the heads use it: AdamW at a constant rate, no clipping, the
+    epoch with the best dev figure kept, nothing written to disk."""
+    loop_settings = LoopSettings(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        clip=None,
+        metric=metric,
+        higher_is_better=True,
+        seed=settings.seed,
+    )
+    return Loop(loop_settings, None, name)
+
+
+def best_epoch(history: list[dict[str, Any]], metric: str) -> tuple[float, int]:
+    """The best figure and the first epoch that reached it."""
+    best = max(history, key=lambda h: h[metric])
+    return float(best[metric]), int(best["epoch"])
+
+
 def train_head(
     encoder: BertModel,
     labels: list[str],
@@ -128,44 +198,22 @@ def train_head(
     pad_id: int,
     settings: HeadSettings,
 ) -> tuple[EncoderClassifier, dict[str, Any]]:
-    """Train one head; the weights of the epoch with the best dev macro-F1 are returned."""
+    """Train one head on the shared loop; the weights of the epoch with the best dev
+    macro-F1 are returned."""
     torch.manual_seed(settings.seed)
     model = EncoderClassifier(encoder, labels, settings.kind, settings.reduction)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
-    train_ids, train_y = train
-    target = torch.tensor(train_y)
-    lengths = [len(x) for x in train_ids]
-    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
-    history = []
-    started = time.perf_counter()
-    for epoch in tqdm(range(settings.epochs), desc=f"head seed {settings.seed}", leave=False):
-        model.train()
-        if settings.kind == "adapter":
-            model.encoder.eval()  # frozen encoder: its dropout stays off
-            adapted: list[Any] = list(model.encoder.encoder.layer)
-            for layer in adapted:
-                layer.output.adapter.train()
-        for rows in length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch):
-            x, mask = pad_rows(train_ids, rows, pad_id, device)
-            loss = nn.functional.cross_entropy(model(x, mask).logits, target[rows].to(device))
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        dev_scores = scores(np.array(dev[1]), predict(model, dev[0], pad_id), labels)
-        history.append({"epoch": epoch + 1, "dev_macro_f1": round(dev_scores["macro_f1"], 4)})
-        if dev_scores["macro_f1"] > best[0]:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best = (dev_scores["macro_f1"], epoch + 1, state)
-    model.load_state_dict(best[2])
+    method = _HeadMethod(model, train, dev, labels, pad_id)
+    result = head_loop(settings, f"head seed {settings.seed}", "dev_macro_f1").run(method)
+    model.load_state_dict(method.best)
     model.eval()
+    score, epoch = best_epoch(result["history"], "dev_macro_f1")
     return model, {
         "seed": settings.seed,
-        "best_epoch": best[1],
-        "dev_macro_f1": round(best[0], 4),
+        "best_epoch": epoch,
+        "dev_macro_f1": round(score, 4),
         "trainable_parameters": model.trainable_parameters(),
-        "history": history,
-        "seconds": round(time.perf_counter() - started, 1),
+        "history": [
+            {"epoch": h["epoch"], "dev_macro_f1": h["dev_macro_f1"]} for h in result["history"]
+        ],
+        "seconds": result["seconds"],
     }

@@ -61,7 +61,8 @@ def pack(pipeline: Pipeline, head_file: Path, heads: dict[str, Any], out: Path) 
         "max_length": config.max_length,
         "bundle": config.to_json()["bundle"],
         "provenance": {
-            "method": "compressed monolingual student (layers, FFN pruning, hidden truncation, "
+            "method": "compressed monolingual student (layers, FFN pruning, "
+            + ("" if "same_as" in stages["truncate"] else "hidden truncation, ")
             + ("task-aware distillation, " if task_aware else "")
             + f"vocabulary trimming) + {final['head_kind']} head",
             "teacher": Path(config.teacher).name,

@@ -9,7 +9,6 @@ prediction (the usual alignment, and the one the service reads back: app/tagging
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 from transformers import BertModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
-from training.batches import length_grouped_batches, pad_rows
-from training.compress.head import AdaptedOutput, HeadSettings, LabelConfig
+from training.batches import pad_rows
+from training.compress.head import (
+    AdaptedOutput,
+    HeadSettings,
+    LabelConfig,
+    adapted_mode,
+    best_epoch,
+    head_loop,
+)
 
 IGNORE = -100  # the loss skips every sub-word but a word's first
 
@@ -130,6 +135,45 @@ def predict(model: TokenClassifier, data: Encoded, pad_id: int) -> list[list[int
 Score = Callable[[list[list[int | None]]], float]  # word predictions -> the dev figure
 
 
+class _TaggerMethod:
+    """A token head as a loop method: cross-entropy on first sub-words, a dev figure."""
+
+    def __init__(
+        self, model: TokenClassifier, train: Encoded, dev: Encoded, pad_id: int, dev_score: Score
+    ) -> None:
+        self.model, self.train, self.dev = model, train, dev
+        self.pad_id, self.dev_score = pad_id, dev_score
+        self.best: dict[str, torch.Tensor] = {}
+
+    def module(self) -> nn.Module:
+        return self.model
+
+    def sizes(self) -> list[int]:
+        return [len(x) for x in self.train.ids]
+
+    def loss(self, module: nn.Module, rows: list[int], device: torch.device) -> torch.Tensor:
+        x, mask = pad_rows(self.train.ids, rows, self.pad_id, device)
+        target = torch.full(x.shape, IGNORE, dtype=torch.long)
+        for r, i in enumerate(rows):
+            target[r, : len(self.train.targets[i])] = torch.tensor(self.train.targets[i])
+        logits = module(x, mask).logits
+        return nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            target.reshape(-1).to(device),
+            ignore_index=IGNORE,
+            reduction="sum",
+        ) / max(1, int((target != IGNORE).sum()) / len(rows))  # the mean over words, x sentences
+
+    def evaluate(self, module: nn.Module) -> dict[str, float]:
+        return {"dev_score": self.dev_score(predict(module, self.dev, self.pad_id))}  # type: ignore[arg-type]
+
+    def keep(self, module: nn.Module, out: Path | None) -> None:
+        self.best = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def train_mode(self, module: nn.Module) -> None:
+        adapted_mode(module)
+
+
 def train_tagger(
     encoder: BertModel,
     labels: list[str],
@@ -139,51 +183,22 @@ def train_tagger(
     settings: HeadSettings,
     dev_score: Score,
 ) -> tuple[TokenClassifier, dict[str, Any]]:
-    """Train one head; the weights of the epoch with the best `dev_score` are returned."""
+    """Train one head on the shared loop; the weights of the epoch with the best
+    `dev_score` are returned."""
     torch.manual_seed(settings.seed)
     model = TokenClassifier(encoder, labels, settings.reduction)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
-    lengths = [len(x) for x in train.ids]
-    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
-    history = []
-    started = time.perf_counter()
-    for epoch in tqdm(range(settings.epochs), desc=f"tagger seed {settings.seed}", leave=False):
-        model.train()
-        model.encoder.eval()  # frozen encoder: its dropout stays off
-        adapted: list[Any] = list(model.encoder.encoder.layer)
-        for layer in adapted:
-            layer.output.adapter.train()
-        for rows in length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch):
-            x, mask = pad_rows(train.ids, rows, pad_id, device)
-            target = torch.full(x.shape, IGNORE, dtype=torch.long)
-            for r, i in enumerate(rows):
-                target[r, : len(train.targets[i])] = torch.tensor(train.targets[i])
-            logits = model(x, mask).logits
-            loss = nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]),
-                target.reshape(-1).to(device),
-                ignore_index=IGNORE,
-            )
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        score = dev_score(predict(model, dev, pad_id))
-        history.append({"epoch": epoch + 1, "dev_score": round(score, 4)})
-        if score > best[0]:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best = (score, epoch + 1, state)
-    model.load_state_dict(best[2])
+    method = _TaggerMethod(model, train, dev, pad_id, dev_score)
+    result = head_loop(settings, f"tagger seed {settings.seed}", "dev_score").run(method)
+    model.load_state_dict(method.best)
     model.eval()
+    score, epoch = best_epoch(result["history"], "dev_score")
     return model, {
         "seed": settings.seed,
-        "best_epoch": best[1],
-        "dev_score": round(best[0], 4),
+        "best_epoch": epoch,
+        "dev_score": round(score, 4),
         "trainable_parameters": model.trainable_parameters(),
-        "history": history,
-        "seconds": round(time.perf_counter() - started, 1),
+        "history": [{"epoch": h["epoch"], "dev_score": h["dev_score"]} for h in result["history"]],
+        "seconds": result["seconds"],
     }
 
 

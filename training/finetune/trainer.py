@@ -81,9 +81,12 @@ class Finetuner:
         result = scores(np.array(self.val_labels), predicted, self.config.labels)
         return {"val_accuracy": result["accuracy"], "val_macro_f1": result["macro_f1"]}
 
-    def keep(self, module: nn.Module, out: Path) -> None:
+    def keep(self, module: nn.Module, out: Path | None) -> None:
         module.save_pretrained(str(out))  # type: ignore[operator]
         self.tokenizer.save_pretrained(str(out))
+
+    def train_mode(self, module: nn.Module) -> None:
+        module.train()
 
     def run(self) -> dict[str, Any]:
         cfg = self.config

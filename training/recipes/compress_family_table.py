@@ -21,7 +21,7 @@ TINY_SHARE = 0.08
 # (564 wide + 40k), from its Table 1; Vietnamese, which it lacks, gets 5 points
 PAPER_DROP_92 = {"mt": 84.96 - 67.22, "sk": 86.23 - 84.00, "sw": 87.52 - 77.95, "vi": 5.0}
 PAPER_DROP_85 = {"mt": 84.96 - 84.11, "sk": 86.23 - 85.29, "sw": 87.52 - 85.71}
-NAMES = {"small": "small", "tiny": "tiny", "table": "first family (v0.1)"}
+NAMES = {"small": "small", "tiny": "tiny", "first-family/table": "first family (v0.1)"}
 
 
 def final(table: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def goals(language: str, tables: dict[str, dict[str, Any]]) -> list[str]:
 def family(language: str, folder: Path) -> str:
     tables = {
         name: json.loads((folder / f"{name}.json").read_text())
-        for name in ("small", "tiny", "table")
+        for name in NAMES
         if (folder / f"{name}.json").is_file()
     }
     if not tables:
@@ -114,7 +114,7 @@ def family(language: str, folder: Path) -> str:
     rows = [header, "|" + "---|" * 9]
     first = tables.get("small") or next(iter(tables.values()))
     rows.append(line("e5-small (uncompressed)", first["rows"]["uncompressed"]))
-    for name in ("small", "tiny", "table"):
+    for name in NAMES:
         if name in tables:
             rows.append(line(NAMES[name], final(tables[name])))
     notes = []

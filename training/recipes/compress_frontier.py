@@ -32,7 +32,12 @@ PAPER_ROWS = [  # (label, share kept, mt, sk, sw)
     ("hidden 312", 0.32, 66.94, 83.98, 76.37),
     ("312 + 40k vocab", 0.08, 67.22, 84.00, 77.95),
 ]
-TABLES = {"table": "v0.1 (192 wide)", "small": "small (384)", "tiny": "tiny (256, whole heads)"}
+# each table (a `compress table` output) under the language's folder, and its legend
+TABLES = {
+    "first-family/table": "v0.1 (192 wide)",
+    "small": "small (384)",
+    "tiny": "tiny (256, whole heads)",
+}
 
 
 def points(table: dict[str, Any], name: str, serves: bool) -> list[tuple[str, float, float, bool]]:
@@ -69,7 +74,7 @@ def plot(language: str, folder: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 5))
     found: list[tuple[str, float, float, bool]] = []
     for name, table in tables.items():
-        serves = name != "table" or "small" not in tables  # v0.1 until small replaces it
+        serves = name != "first-family/table" or "small" not in tables  # until small serves
         mine = points(table, TABLES[name], serves)
         found += mine
         ax.scatter([100 * p[1] for p in mine], [p[2] for p in mine], label=TABLES[name])
