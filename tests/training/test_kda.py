@@ -243,7 +243,7 @@ def test_feature_loss_trains_the_student_towards_the_teachers_features(tmp_path:
     last = report["history"][-1]
     assert last["heldout_feature_loss"] < 0.5 * report["initial_heldout"]["feature_loss"]
     assert report["heldout_agreement"] >= 0.9, last
-    assert last["train_loss"] < report["initial_heldout"]["loss"]  # the distillation part only
+    assert last["heldout_loss"] < report["initial_heldout"]["loss"]  # the distillation part only
 
 
 def test_decoder_pooling_ignores_right_padding() -> None:
@@ -395,7 +395,7 @@ def test_kda_run_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     shutil.copytree(tmp_path / "run", tmp_path / "moved")  # a moved run still resumes
     moved = ["kda", "run", str(tmp_path / "kda.yaml"), "--out", str(tmp_path / "moved")]
     assert main([*moved, "--no-train", "--no-export"]) == 0
-    (tmp_path / "run" / "kda-checkpoint.pt").unlink()
+    (tmp_path / "run" / "loop-checkpoint.pt").unlink()
     assert main(["kda", "run", str(tmp_path / "kda.yaml"), "--no-train"]) == 2
 
 
@@ -415,7 +415,7 @@ def test_kda_run_with_feature_loss_keeps_features_and_relabels_old_caches(
     assert report["feature_weight"] == 0.5
     assert "heldout_feature_loss" in report["history"][0]
     shutil.copy(cache, tmp_path / "featured" / "pseudo-labels.npz")
-    (tmp_path / "featured" / "kda-checkpoint.pt").unlink()
+    (tmp_path / "featured" / "loop-checkpoint.pt").unlink()
     assert main([*featured, "--out", str(tmp_path / "featured")]) == 0  # relabelled
     assert "features" in np.load(tmp_path / "featured" / "pseudo-labels.npz")
     with pytest.raises(SystemExit, match="--feature-weight must be >= 0"):

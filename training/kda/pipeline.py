@@ -1,8 +1,8 @@
 """`python -m training kda run CONFIG`: pseudo-label -> balance -> train -> export.
 
 Every step leaves its result in the run directory (`pseudo-labels.npz`, `balance.json`,
-`kda-checkpoint.pt`, `adapter.safetensors`, `kda-report.json`), so a rerun picks up where the
-last one stopped."""
+`loop-checkpoint.pt`, `best-adapter.pt`, `adapter.safetensors`, `kda-report.json`), so a rerun
+picks up where the last one stopped."""
 
 from __future__ import annotations
 

@@ -109,9 +109,12 @@ class KDAStudent(nn.Module):
         return self
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: bool = False
     ) -> SequenceClassifierOutput:
-        return SequenceClassifierOutput(logits=self.with_features(input_ids, attention_mask)[0])
+        """Logits; with `features`, the sentence features too (as the one hidden state), so a
+        distributed wrapper that only sees `forward` still sees both."""
+        logits, found = self.with_features(input_ids, attention_mask)
+        return SequenceClassifierOutput(logits=logits, hidden_states=(found,) if features else None)
 
     def with_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor

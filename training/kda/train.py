@@ -2,7 +2,7 @@
 the student's on the target sentence (paper eq. 1). Only the adapter trains. An epoch ends
 with the held-out loss and student-teacher agreement; the best adapter is kept, training stops
 after `patience` epochs without improvement, and a checkpoint after every epoch lets an
-interrupted run resume.
+interrupted run resume (all of it the shared loop's, training/loop.py).
 
 With `feature_weight` > 0 the student also matches the teacher's sentence features (the hidden
 state its head reads and the mean over tokens, `teacher_outputs`), standardised per dimension
@@ -12,20 +12,19 @@ with and without features are compared on the same number."""
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from torch import nn
 
-from training.batches import length_grouped_batches, pad_rows
+from training.batches import pad_rows
 from training.kda.student import KDAStudent
+from training.loop import CHECKPOINT, Loop, LoopSettings
 
-CHECKPOINT = "kda-checkpoint.pt"
+BEST_ADAPTER = "best-adapter.pt"
 
 
 @dataclass
@@ -59,14 +58,6 @@ class FeatureTargets:
             mean,
             scale,
         )
-
-
-def _without_out(fingerprint: Any) -> Any:
-    """Checkpoints written before the run directory left the fingerprint still name it."""
-    if isinstance(fingerprint, dict) and isinstance(fingerprint.get("config"), dict):
-        config = {k: v for k, v in fingerprint["config"].items() if k != "out"}
-        return fingerprint | {"config": config}
-    return fingerprint
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
@@ -113,6 +104,52 @@ def evaluate(
     return result
 
 
+class _KDAMethod:
+    """The distillation as a loop method: the student's loss against the teacher's
+    distribution (and features) on the training pairs, the held-out loss to choose by."""
+
+    def __init__(
+        self,
+        student: KDAStudent,
+        train: tuple[list[list[int]], np.ndarray],
+        held: tuple[list[list[int]], np.ndarray],
+        pad_id: int,
+        settings: FitSettings,
+        features: FeatureTargets | None,
+    ) -> None:
+        self.student, self.train, self.held = student, train, held
+        self.pad_id, self.settings, self.features = pad_id, settings, features
+
+    def module(self) -> nn.Module:
+        return self.student
+
+    def sizes(self) -> list[int]:
+        return [len(x) for x in self.train[0]]
+
+    def loss(self, module: nn.Module, rows: list[int], device: torch.device) -> torch.Tensor:
+        x, mask = pad_rows(self.train[0], rows, self.pad_id, device)
+        target = torch.from_numpy(self.train[1][rows]).to(device)
+        out = module(x, mask, features=True)
+        loss = kd_loss(out.logits.float(), target)
+        if self.features is not None:
+            wanted = torch.from_numpy(self.features.train[rows]).to(device)
+            matched = feature_loss(out.hidden_states[0], wanted, self.features)
+            loss = loss + self.settings.feature_weight * matched
+        return loss * len(rows)
+
+    def evaluate(self, module: nn.Module) -> dict[str, float]:
+        held = evaluate(module, *self.held, self.pad_id, features=self.features)  # type: ignore[arg-type]
+        return {f"heldout_{k}": v for k, v in held.items()}
+
+    def keep(self, module: nn.Module, out: Path | None) -> None:
+        assert out is not None
+        adapter = module.adapter.state_dict()  # type: ignore[union-attr]
+        torch.save({k: v.detach().cpu() for k, v in adapter.items()}, out / BEST_ADAPTER)
+
+    def train_mode(self, module: nn.Module) -> None:
+        module.train()  # the student keeps its teacher in eval mode itself
+
+
 def fit(
     student: KDAStudent,
     train_ids: list[list[int]],
@@ -126,105 +163,50 @@ def fit(
     train: bool = True,
     features: FeatureTargets | None = None,
 ) -> dict[str, Any]:
-    """Train (or, with `train=False`, only reload the best adapter of the checkpoint, e.g. to
-    export an interrupted run) and report. `features` is required when the settings weight
-    the feature loss."""
+    """Train on the shared loop (or, with `train=False`, only reload the best adapter of an
+    earlier run, e.g. to export an interrupted one) and report. `features` is required when
+    the settings weight the feature loss."""
     if settings.feature_weight > 0 and features is None:
         raise ValueError("feature_weight > 0 needs the teacher's features of the pairs")
     if settings.feature_weight == 0:
         features = None
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    student.to(device).train()
-    params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "best_loss": float("inf"),
-        "bad_epochs": 0,
-        "history": [],
-        "seconds": 0.0,
-        "best_adapter": None,
-    }
-    checkpoint = out / CHECKPOINT
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        if _without_out(saved["fingerprint"]) != fingerprint:
-            raise ValueError(f"{checkpoint} belongs to another run; remove it or change out")
-        student.adapter.load_state_dict(saved["adapter"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
-        print(f"resuming after epoch {state['epoch']}", flush=True)
-    if not train and state["best_adapter"] is None:
-        raise ValueError(f"no trained adapter in {checkpoint}: train first")
-    initial = None
-    if not state["history"]:
-        initial = evaluate(student, held_ids, held_probs, pad_id, features=features)
-    started = time.perf_counter() - state["seconds"]
-    lengths = [len(x) for x in train_ids]
-    while train and state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
-        epoch = state["epoch"]
-        torch.manual_seed(settings.seed + epoch)
-        batches = length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch)
-        losses, feature_losses = [], []
-        for rows in tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False):
-            x, mask = pad_rows(train_ids, rows, pad_id, device)
-            target = torch.from_numpy(train_probs[rows]).to(device)
-            logits, predicted = student.with_features(x, mask)
-            distil = kd_loss(logits.float(), target)
-            loss = distil
-            if features is not None:
-                wanted = torch.from_numpy(features.train[rows]).to(device)
-                matched = feature_loss(predicted, wanted, features)
-                feature_losses.append(float(matched.detach()))
-                loss = loss + settings.feature_weight * matched
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, settings.clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(distil.detach()))
-        held = evaluate(student, held_ids, held_probs, pad_id, features=features)
-        state["epoch"] = epoch + 1
-        entry = {
-            "epoch": epoch + 1,
-            "train_loss": round(float(np.mean(losses)), 5),
-            "heldout_loss": round(held["loss"], 5),
-            "heldout_agreement": round(held["agreement"], 4),
-        }
-        if features is not None:
-            entry["train_feature_loss"] = round(float(np.mean(feature_losses)), 5)
-            entry["heldout_feature_loss"] = round(held["feature_loss"], 5)
-        state["history"].append(entry)
-        tqdm.write(json.dumps(entry))
-        if held["loss"] < state["best_loss"] - 1e-6:
-            state["best_loss"], state["bad_epochs"] = held["loss"], 0
-            state["best_adapter"] = {
-                k: v.detach().cpu().clone() for k, v in student.adapter.state_dict().items()
-            }
-        else:
-            state["bad_epochs"] += 1
-        state["seconds"] = time.perf_counter() - started
-        torch.save(
-            {
-                "fingerprint": fingerprint,
-                "adapter": student.adapter.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "state": state,
-            },
-            checkpoint,
-        )
-    if state["best_adapter"] is not None:
-        student.adapter.load_state_dict(state["best_adapter"])
+    student.to(device)
+    held = (held_ids, held_probs)
+    fresh = not (out / CHECKPOINT).is_file()
+    initial = evaluate(student, *held, pad_id, features=features) if fresh and train else None
+    method = _KDAMethod(student, (train_ids, train_probs), held, pad_id, settings, features)
+    loop_settings = LoopSettings(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        clip=settings.clip,
+        patience=settings.patience,
+        metric="heldout_loss",
+        seed=settings.seed,
+    )
+    if train:
+        result = Loop(loop_settings, out, "kda").run(method, fingerprint)
+    elif fresh:
+        raise ValueError(f"no trained adapter in {out}: train first")
+    else:
+        saved = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
+        if saved["config"] != fingerprint:
+            raise ValueError(f"{out / CHECKPOINT} belongs to another run; remove it")
+        result = saved["state"] | {"seconds": saved["state"]["seconds"], "device": str(device)}
+    student.adapter.load_state_dict(torch.load(out / BEST_ADAPTER, map_location=device))
     student.eval()
-    final = evaluate(student, held_ids, held_probs, pad_id)
+    final = evaluate(student, *held, pad_id)
+    history = result["history"]
     return {
-        "epochs": state["epoch"],
-        "stopped_early": state["bad_epochs"] >= settings.patience,
+        "epochs": history[-1]["epoch"] if history else 0,
+        "stopped_early": result["stopped_early"],
         "initial_heldout": initial,
-        "best_heldout_loss": round(state["best_loss"], 5),
+        "best_heldout_loss": round(result["best"], 5),
         "heldout_agreement": round(final["agreement"], 4),
-        "history": state["history"],
-        "seconds": round(time.perf_counter() - started, 1),
+        "history": history,
+        "seconds": round(result["seconds"], 1),
         "device": str(device),
         "trainable_parameters": student.adapter.trainable_parameters(),
         "train_pairs": len(train_ids),
