@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -46,3 +48,15 @@ def running_service(models: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def system_binary(name: str, make_target: str, required_by: str) -> str:
+    """The path of a Debian-packaged tool a test needs: missing, it fails the test where the
+    environment variable `required_by` is set (CI), else skips it naming `make_target`."""
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed (make {make_target} installs Debian's package)"
+        if os.environ.get(required_by):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found

@@ -3,7 +3,6 @@ from the service itself, never from a CDN (an air-gapped deployment renders them
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.services import running_service
+from tests.services import running_service, system_binary
 
 BROWSER = "chromium-headless-shell"  # Debian's package of the same name (make browser)
 REFERENCE = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url\s*:\s*["']([^"']+)["']""")
@@ -49,13 +48,7 @@ def service(built: dict[str, Path], tmp_path: Path) -> Iterator[str]:
 
 
 def browser() -> str:
-    found = shutil.which(BROWSER)
-    if found is None:
-        message = f"{BROWSER} is not installed (make browser installs Debian's package)"
-        if os.environ.get("SMALLGLOT_REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return system_binary(BROWSER, "browser", "SMALLGLOT_REQUIRE_BROWSER")
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ dashboard query and every alert expression is evaluated through Prometheus' HTTP
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import threading
@@ -24,19 +23,13 @@ from tests.docker.deployment_files import (
     dashboard_queries,
     threshold_operand,
 )
-from tests.services import free_port, running_service, wait_for
+from tests.services import free_port, running_service, system_binary, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def binary(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        message = f"{name} is not installed (make prometheus installs Debian's package)"
-        if os.environ.get("SMALLGLOT_REQUIRE_PROMETHEUS"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return system_binary(name, "prometheus", "SMALLGLOT_REQUIRE_PROMETHEUS")
 
 
 def test_promtool_accepts_the_config_and_rules() -> None:

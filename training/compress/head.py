@@ -12,6 +12,7 @@ then test is scored once."""
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,33 @@ def predict(model: EncoderClassifier, ids: list[list[int]], pad_id: int) -> np.n
     return out
 
 
-class _HeadMethod:
+class HeadMethod(ABC):
+    """What every head brings to the loop alike: its model, the best weights kept in memory,
+    and the frozen encoder's training mode. Subclasses add examples, loss and evaluation."""
+
+    model: nn.Module
+    best: dict[str, torch.Tensor]
+
+    @abstractmethod
+    def sizes(self) -> list[int]: ...
+
+    @abstractmethod
+    def loss(self, module: nn.Module, rows: list[int], device: torch.device) -> torch.Tensor: ...
+
+    @abstractmethod
+    def evaluate(self, module: nn.Module) -> dict[str, float]: ...
+
+    def module(self) -> nn.Module:
+        return self.model
+
+    def keep(self, module: nn.Module, out: Path | None) -> None:
+        self.best = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def train_mode(self, module: nn.Module) -> None:
+        adapted_mode(module)
+
+
+class _HeadMethod(HeadMethod):
     """A text head as a loop method: cross-entropy on the labelled rows, dev macro-F1."""
 
     def __init__(
@@ -134,10 +161,7 @@ class _HeadMethod:
     ) -> None:
         self.model, self.train, self.dev = model, train, dev
         self.labels, self.pad_id = labels, pad_id
-        self.best: dict[str, torch.Tensor] = {}
-
-    def module(self) -> nn.Module:
-        return self.model
+        self.best = {}
 
     def sizes(self) -> list[int]:
         return [len(x) for x in self.train[0]]
@@ -151,12 +175,6 @@ class _HeadMethod:
         predicted = predict(module, self.dev[0], self.pad_id)  # type: ignore[arg-type]
         return {"dev_macro_f1": scores(np.array(self.dev[1]), predicted, self.labels)["macro_f1"]}
 
-    def keep(self, module: nn.Module, out: Path | None) -> None:
-        self.best = {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-    def train_mode(self, module: nn.Module) -> None:
-        adapted_mode(module)
-
 
 def adapted_mode(module: nn.Module) -> None:
     """Training mode for a head whose encoder is frozen: the encoder's dropout stays off, its
@@ -169,9 +187,9 @@ def adapted_mode(module: nn.Module) -> None:
             layer.output.adapter.train()
 
 
-def head_loop(settings: HeadSettings, name: str, metric: str) -> Loop:
-    """The shared loop as the heads use it: AdamW at a constant rate, no clipping, the
-    epoch with the best dev figure kept, nothing written to disk."""
+def fit_head(method: HeadMethod, settings: HeadSettings, name: str, metric: str) -> dict[str, Any]:
+    """Train `method`'s model on the shared loop (AdamW at a constant rate, no clipping,
+    nothing written to disk), load the epoch with the best `metric` into it, and report."""
     loop_settings = LoopSettings(
         epochs=settings.epochs,
         batch_size=settings.batch_size,
@@ -181,13 +199,20 @@ def head_loop(settings: HeadSettings, name: str, metric: str) -> Loop:
         higher_is_better=True,
         seed=settings.seed,
     )
-    return Loop(loop_settings, None, name)
-
-
-def best_epoch(history: list[dict[str, Any]], metric: str) -> tuple[float, int]:
-    """The best figure and the first epoch that reached it."""
-    best = max(history, key=lambda h: h[metric])
-    return float(best[metric]), int(best["epoch"])
+    result = Loop(loop_settings, None, name).run(method)
+    method.model.load_state_dict(method.best)
+    method.model.eval()
+    best = max(result["history"], key=lambda h: h[metric])  # the first epoch reaching it
+    return {
+        "seed": settings.seed,
+        "best_epoch": int(best["epoch"]),
+        metric: round(float(best[metric]), 4),
+        "trainable_parameters": sum(
+            p.numel() for p in method.model.parameters() if p.requires_grad
+        ),
+        "history": [{"epoch": h["epoch"], metric: h[metric]} for h in result["history"]],
+        "seconds": result["seconds"],
+    }
 
 
 def train_head(
@@ -203,17 +228,4 @@ def train_head(
     torch.manual_seed(settings.seed)
     model = EncoderClassifier(encoder, labels, settings.kind, settings.reduction)
     method = _HeadMethod(model, train, dev, labels, pad_id)
-    result = head_loop(settings, f"head seed {settings.seed}", "dev_macro_f1").run(method)
-    model.load_state_dict(method.best)
-    model.eval()
-    score, epoch = best_epoch(result["history"], "dev_macro_f1")
-    return model, {
-        "seed": settings.seed,
-        "best_epoch": epoch,
-        "dev_macro_f1": round(score, 4),
-        "trainable_parameters": model.trainable_parameters(),
-        "history": [
-            {"epoch": h["epoch"], "dev_macro_f1": h["dev_macro_f1"]} for h in result["history"]
-        ],
-        "seconds": result["seconds"],
-    }
+    return model, fit_head(method, settings, f"head seed {settings.seed}", "dev_macro_f1")

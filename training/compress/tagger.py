@@ -21,14 +21,7 @@ from transformers import BertModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from training.batches import pad_rows
-from training.compress.head import (
-    AdaptedOutput,
-    HeadSettings,
-    LabelConfig,
-    adapted_mode,
-    best_epoch,
-    head_loop,
-)
+from training.compress.head import AdaptedOutput, HeadMethod, HeadSettings, LabelConfig, fit_head
 
 IGNORE = -100  # the loss skips every sub-word but a word's first
 
@@ -135,7 +128,7 @@ def predict(model: TokenClassifier, data: Encoded, pad_id: int) -> list[list[int
 Score = Callable[[list[list[int | None]]], float]  # word predictions -> the dev figure
 
 
-class _TaggerMethod:
+class _TaggerMethod(HeadMethod):
     """A token head as a loop method: cross-entropy on first sub-words, a dev figure."""
 
     def __init__(
@@ -143,10 +136,7 @@ class _TaggerMethod:
     ) -> None:
         self.model, self.train, self.dev = model, train, dev
         self.pad_id, self.dev_score = pad_id, dev_score
-        self.best: dict[str, torch.Tensor] = {}
-
-    def module(self) -> nn.Module:
-        return self.model
+        self.best = {}
 
     def sizes(self) -> list[int]:
         return [len(x) for x in self.train.ids]
@@ -167,12 +157,6 @@ class _TaggerMethod:
     def evaluate(self, module: nn.Module) -> dict[str, float]:
         return {"dev_score": self.dev_score(predict(module, self.dev, self.pad_id))}  # type: ignore[arg-type]
 
-    def keep(self, module: nn.Module, out: Path | None) -> None:
-        self.best = {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-    def train_mode(self, module: nn.Module) -> None:
-        adapted_mode(module)
-
 
 def train_tagger(
     encoder: BertModel,
@@ -188,18 +172,7 @@ def train_tagger(
     torch.manual_seed(settings.seed)
     model = TokenClassifier(encoder, labels, settings.reduction)
     method = _TaggerMethod(model, train, dev, pad_id, dev_score)
-    result = head_loop(settings, f"tagger seed {settings.seed}", "dev_score").run(method)
-    model.load_state_dict(method.best)
-    model.eval()
-    score, epoch = best_epoch(result["history"], "dev_score")
-    return model, {
-        "seed": settings.seed,
-        "best_epoch": epoch,
-        "dev_score": round(score, 4),
-        "trainable_parameters": model.trainable_parameters(),
-        "history": [{"epoch": h["epoch"], "dev_score": h["dev_score"]} for h in result["history"]],
-        "seconds": result["seconds"],
-    }
+    return model, fit_head(method, settings, f"tagger seed {settings.seed}", "dev_score")
 
 
 def word_scores(
