@@ -250,7 +250,7 @@ def _compress_tasks(args: argparse.Namespace) -> int:
     config = TasksConfig.from_file(args.config)
     if args.student:
         config.student = args.student
-    _emit(run_tasks(config, args.task), None)
+    _emit(run_tasks(config, args.task, args.baseline), None)
     return 0
 
 
@@ -413,6 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp_tasks.add_argument("config", type=Path, help="YAML/JSON tasks configuration")
     comp_tasks.add_argument("--task", action="append", help="only this task (repeatable)")
     comp_tasks.add_argument("--student", type=Path, help="student sources (overrides config)")
+    comp_tasks.add_argument(
+        "--baseline",
+        action="store_true",
+        help="the same heads on the uncompressed baseline (reports under <out>/baseline)",
+    )
     comp_tasks.set_defaults(func=_compress_tasks)
     comp_table = comp_commands.add_parser(
         "table", help="one language's results table from a run's reports (Markdown + JSON)"

@@ -542,6 +542,7 @@ def task_heads(compressed: Path) -> Path:
         "language": "vi",
         "student": str(compressed / "models" / "sources" / "vi-topic"),
         "out": str(compressed / "tasks"),
+        "baseline": str(compressed / "teacher"),
         "sources": str(compressed / "models" / "sources"),
         "models": str(compressed / "models"),
         "max_length": 16,
@@ -555,6 +556,8 @@ def task_heads(compressed: Path) -> Path:
     }
     (compressed / "tasks.yaml").write_text(yaml.safe_dump(config))
     assert main(["compress", "tasks", str(compressed / "tasks.yaml")]) == 0  # packs and builds
+    baseline = ["compress", "tasks", str(compressed / "tasks.yaml"), "--baseline", "--task", "pos"]
+    assert main(baseline) == 0  # the same heads on the uncompressed model: reported only
     return compressed
 
 
@@ -571,12 +574,29 @@ def test_task_heads_are_chosen_and_reported_as_configured(task_heads: Path) -> N
         "test",
     )
     assert set(reports["ner"]["figures"]) >= {"report_f1", "report_precision", "choose_f1"}
-    assert set(reports["pos"]["figures"]) >= {"report_word_accuracy", "report_macro_f1"}
+    assert set(reports["pos"]["figures"]) >= {
+        "report_f1",
+        "report_word_accuracy",
+        "report_macro_f1",
+    }
     assert reports["pos"]["labels"] == ["INTJ", "NOUN"]
     assert reports["pos"]["reduction"] == 2  # a narrow student
     for report in reports.values():
         assert len(report["runs"]) == 2
         assert set(report["learning_rate_search"]) == {"0.01", "0.003"}
+
+
+def test_the_baselines_heads_are_reported_beside_the_students_never_packed(
+    task_heads: Path,
+) -> None:
+    student = json.loads((task_heads / "tasks" / "pos" / "report.json").read_text())
+    baseline = json.loads((task_heads / "tasks" / "baseline" / "pos" / "report.json").read_text())
+    assert baseline["sizes"] == student["sizes"]
+    assert baseline["labels"] == student["labels"]
+    assert {"report_f1", "report_word_accuracy"} <= set(baseline["figures"])
+    assert not (task_heads / "tasks" / "baseline" / "sentiment").exists()  # --task pos only
+    source = json.loads((task_heads / "models" / "sources" / "vi-pos" / "source.json").read_text())
+    assert source["provenance"]["learning_rate"] == student["learning_rate"]  # the student's
 
 
 def test_task_sources_hold_only_the_head_and_name_their_body(task_heads: Path) -> None:

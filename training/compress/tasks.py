@@ -36,6 +36,7 @@ from training.compress.tagger import (
 from training.data import read_table
 from training.evaluate.metrics import scores
 from training.settings_files import read_settings, validated
+from training.weights.resolve import resolve_model
 
 ENCODER_CONFIG, WEIGHTS, HEAD = "encoder-config.json", "model.safetensors", "head.safetensors"
 
@@ -67,6 +68,9 @@ class TasksConfig(BaseModel):
     language: str
     student: Path  # a compressed student's sources
     out: Path
+    # the uncompressed model the heads are compared with (`--baseline`: the same heads
+    # trained on it into <out>/baseline, reported beside the student's, never packed)
+    baseline: str | None = "e5-small"
     tasks: dict[str, TaskSpec] = Field(min_length=1)
     head: TaskHeads = Field(default_factory=TaskHeads)
     max_length: int = Field(default=128, ge=8)
@@ -100,10 +104,11 @@ Split = tuple[Any, Any]  # (inputs, gold) of one split
 class TaskRun:
     """One task's heads on the student: data, splits, runs per seed (resumable), packing."""
 
-    def __init__(self, config: TasksConfig, task: str, encoder: BertModel, tokenizer: Any):
+    def __init__(
+        self, config: TasksConfig, task: str, encoder: BertModel, tokenizer: Any, folder: Path
+    ):
         self.config, self.task, self.spec = config, task, config.tasks[task]
-        self.encoder, self.tokenizer = encoder, tokenizer
-        self.folder = config.out / task
+        self.encoder, self.tokenizer, self.folder = encoder, tokenizer, folder
         spec = self.spec
         if spec.kind == "tokens" and spec.scheme is None:
             raise ValueError(f"task {task}: a token task needs scheme (tags or iob2)")
@@ -161,8 +166,9 @@ class TaskRun:
 
     @property
     def key(self) -> str:
-        """The figure heads are chosen by: entity F1 (NER), else macro-F1."""
-        return "f1" if self.spec.scheme == "iob2" else "macro_f1"
+        """The figure heads are chosen by: seqeval F1 (POS and NER, as the paper reports
+        them), macro-F1 (sentiment)."""
+        return "f1" if self.spec.kind == "tokens" else "macro_f1"
 
     def run(self) -> dict[str, Any]:
         train, choose, report = (self._encode(s) for s in (self.train, self.choose, self.report))
@@ -320,26 +326,45 @@ def _is_head(key: str) -> bool:
     return ".adapter." in key or key.startswith("classifier.")
 
 
-def run_tasks(config: TasksConfig, only: list[str] | None = None) -> dict[str, Any]:
-    """Every configured task (or `only` these): heads, report, sources; returns a summary."""
+def run_tasks(
+    config: TasksConfig, only: list[str] | None = None, baseline: bool = False
+) -> dict[str, Any]:
+    """Every configured task (or `only` these): heads, report, sources; returns a summary.
+    With `baseline`, the same heads on the uncompressed model instead: reports only."""
     if config.threads:
         torch.set_num_threads(config.threads)
     unknown = sorted(set(only or []) - set(config.tasks))
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; configured: {sorted(config.tasks)}")
-    encoder, tokenizer = load_student(config.student)
+    if baseline:
+        if config.baseline is None:
+            raise ValueError("--baseline: the configuration names no baseline model")
+        encoder, tokenizer = load_baseline(config.baseline)
+    else:
+        encoder, tokenizer = load_student(config.student)
     summary = {}
     for task in only or list(config.tasks):
-        run = TaskRun(config, task, encoder, tokenizer)
+        folder = config.out / "baseline" / task if baseline else config.out / task
+        run = TaskRun(config, task, encoder, tokenizer, folder)
         run.folder.mkdir(parents=True, exist_ok=True)
         result = run.run()
+        figures = {k: v for k, v in result["figures"].items() if k.startswith("report_")}
+        if baseline:
+            summary[task] = {"report": str(folder / "report.json")} | figures
+            continue
         sources = run.pack(result)
-        name = sources.name
-        built = build_task_head(sources, config.models / name, record=True)
-        summary[task] = {"sources": str(sources), "bundle": built["bundle"]} | {
-            k: v for k, v in result["figures"].items() if k.startswith("report_")
-        }
+        built = build_task_head(sources, config.models / sources.name, record=True)
+        summary[task] = {"sources": str(sources), "bundle": built["bundle"]} | figures
     return summary
+
+
+def load_baseline(reference: str) -> tuple[BertModel, Any]:
+    """The uncompressed encoder (a directory or an importable name such as e5-small)."""
+    path = resolve_model(reference)
+    encoder: BertModel = BertModel.from_pretrained(
+        path, dtype=torch.float32, add_pooling_layer=False
+    )
+    return encoder.eval(), AutoTokenizer.from_pretrained(path)
 
 
 def rebuild_task_model(source_dir: Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
