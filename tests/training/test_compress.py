@@ -20,7 +20,6 @@ from tests.training.unigram import PIECES, tiny_model
 from training.cli import main
 from training.compress.config import HeadConfig
 from training.compress.distill import (
-    CHECKPOINT,
     NARROW,
     DistillSettings,
     Projection,
@@ -28,6 +27,7 @@ from training.compress.distill import (
     ffn_importance,
     most_important,
     prediction_loss,
+    validate,
 )
 from training.compress.surgery import (
     HEAD_LAYOUTS,
@@ -37,6 +37,7 @@ from training.compress.surgery import (
     reduce_layers,
     truncate_hidden,
 )
+from training.loop import CHECKPOINT
 
 WORDS = ["xin", "chào", "bạn"]  # the language's text never uses "▁hello" or "▁world"
 TOPICS = ["greeting", "people"]
@@ -179,13 +180,18 @@ def test_distillation_learns_and_resumes(tmp_path: Path, capsys: pytest.CaptureF
     settings = DistillSettings(epochs=1, learning_rate=3e-3, batch_size=16, checkpoint_every=2)
     first = distill(student, teacher, ids[:80], ids[80:], 1, chosen, settings, tmp_path)
     assert first["final_val"]["val_loss"] < first["initial_val"]["loss"]
-    settings.epochs = 3
+    assert [h["step"] for h in first["history"]] == [2, 4, 5]  # every 2 steps and the epoch's end
+    settings.epochs = 3  # extended: the checkpoint's weights, optimiser and position continue
     again = encoder(layers=2, seed=5)  # fresh weights: the checkpoint must win
     resumed = distill(again, teacher, ids[:80], ids[80:], 1, chosen, settings, tmp_path)
-    assert "resuming at epoch 2" in capsys.readouterr().out
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
-    assert resumed["history"][-1]["val_loss"] < first["final_val"]["val_loss"]
+    assert "distil: resuming at step 5 of 15" in capsys.readouterr().out
+    assert resumed["history"][:3] == first["history"]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert resumed["final_val"]["val_loss"] < first["final_val"]["val_loss"]
+    assert resumed["final_val"]["val_loss"] == min(h["val_loss"] for h in resumed["history"])
     assert resumed["initial_val"] == first["initial_val"]
+    kept = validate(again, teacher, ids[80:], 1, chosen, settings)  # the student ends at its best
+    assert kept["loss"] == pytest.approx(resumed["final_val"]["val_loss"], abs=1e-5)
 
 
 def test_a_narrow_student_learns_through_a_projection_and_resumes_it(tmp_path: Path) -> None:
@@ -206,9 +212,10 @@ def test_a_narrow_student_learns_through_a_projection_and_resumes_it(tmp_path: P
         assert result["final_val"]["val_loss"] < result["initial_val"]["loss"]
     start = Projection(12, 24)(torch.ones(2, 12))  # starts as first-k: the student's k dims
     assert torch.equal(start, torch.cat([torch.ones(2, 12), torch.zeros(2, 12)], dim=1))
-    saved = torch.load(tmp_path / "project" / CHECKPOINT, weights_only=False)
-    assert saved["projection"]["map.weight"].shape == (24, 12)
-    assert "projection" not in torch.load(tmp_path / "first-k" / CHECKPOINT, weights_only=False)
+    saved = torch.load(tmp_path / "project" / CHECKPOINT, weights_only=False)["module"]
+    assert saved["projection.map.weight"].shape == (24, 12)
+    first_k = torch.load(tmp_path / "first-k" / CHECKPOINT, weights_only=False)["module"]
+    assert not any(key.startswith("projection.") for key in first_k)
     with pytest.raises(ValueError, match="narrow must be one of"):
         DistillSettings(narrow="svd")
 

@@ -112,3 +112,64 @@ def test_two_processes_match_one_and_resume_across_process_counts(
         assert a["val_macro_f1"] == pytest.approx(b["val_macro_f1"], abs=0.05)
     w3 = weights(tmp_path / "resumed")
     assert max(float((w1[k] - w3[k]).abs().max()) for k in w1) < 1e-3
+
+
+def toy(kind: str, out: Path, processes: int, epochs: int = 4) -> str:
+    args = ["-m", "tests.training.distributed_toys", kind, str(out), str(epochs)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if processes == 1:
+        command = [sys.executable, *args]
+    else:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node"]
+        command = [*launcher, str(processes), "--standalone", *args]
+    return finished(
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    )
+
+
+def toy_rows(out: Path, rank: int) -> list[list[int]]:
+    rows: list[list[int]] = json.loads((out.parent / f"{out.name}-rows-{rank}.json").read_text())
+    return rows
+
+
+def close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["kda", "compress"])
+def test_the_toy_distillations_on_two_processes_match_one_and_resume(
+    kind: str, tmp_path: Path
+) -> None:
+    """The KDA student's and the compressed student's distillation: two CPU processes (gloo)
+    train on disjoint halves of the same global batches to the weights one process reaches
+    (within 1e-3: float sums in another order), write one set of files, and a run finished
+    after 2 epochs on one process continues on two to the uninterrupted run's curve."""
+    one, two, resumed = tmp_path / "one", tmp_path / "two", tmp_path / "resumed"
+    toy(kind, one, 1)
+    output = toy(kind, two, 2)
+    assert "resuming" not in output
+    whole, halves = toy_rows(one, 0), (toy_rows(two, 0), toy_rows(two, 1))
+    assert len(whole) == len(halves[0]) == len(halves[1]) > 0
+    for batch, first, second in zip(whole, *halves, strict=True):
+        assert not set(first) & set(second)  # the ranks saw disjoint data
+        assert sorted(first + second) == sorted(batch)  # and together the whole batch
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    reports = [json.loads((d / "toy-report.json").read_text()) for d in (one, two)]
+    metric = "val_loss" if kind == "compress" else "heldout_loss"
+    first_loss, last_loss = reports[0]["history"][0][metric], reports[0]["history"][-1][metric]
+    assert last_loss < first_loss  # it learns
+    for a, b in zip(reports[0]["history"], reports[1]["history"], strict=True):
+        assert a["step"] == b["step"]
+        assert a[metric] == pytest.approx(b[metric], rel=1e-3)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+    weights_one = load_file(str(one / "toy.safetensors"))
+    assert close(weights_one, load_file(str(two / "toy.safetensors"))) < 1e-3
+
+    toy(kind, resumed, 1, epochs=2)  # finished after 2 epochs, then continued on two
+    assert "resuming at step" in toy(kind, resumed, 2)
+    continued = json.loads((resumed / "toy-report.json").read_text())
+    assert [h["step"] for h in continued["history"]] == [h["step"] for h in reports[0]["history"]]
+    for a, b in zip(reports[0]["history"], continued["history"], strict=True):
+        assert a[metric] == pytest.approx(b[metric], rel=1e-3)
+    assert close(weights_one, load_file(str(resumed / "toy.safetensors"))) < 1e-3

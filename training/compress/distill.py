@@ -25,25 +25,26 @@ fine-tuned classifier and a classifier on the student, T^2 * KL(teacher || stude
 topic distributions at temperature T over the mean-pooled last hidden states, weighted by
 `weight_prediction`; the student's classifier trains with it.
 
-Each distillation checkpoints every `checkpoint_every` steps and at the end of every epoch;
-an interrupted run resumes from the last checkpoint."""
+Each distillation runs on the shared loop (training/loop.py): validated, kept if best and
+checkpointed every `checkpoint_every` steps and at the end of every epoch; an interrupted run
+resumes from the last checkpoint, on any number of processes. The loss is per text (each
+text's token-averaged errors), so a batch split between processes sums to the same total."""
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 from transformers import BertModel
 
-from training.batches import length_grouped_batches, pad_rows
+from training.batches import pad_rows
+from training.loop import Loop, LoopSettings
 
-CHECKPOINT = "distill-checkpoint.pt"
+BEST, INITIAL = "distill-best.pt", "distill-initial.json"
 NARROW = ("project", "first-k")
 
 
@@ -61,6 +62,7 @@ class DistillSettings:
     narrow: str = "project"
     weight_prediction: float = 0.0  # task-aware distillation only (needs classifiers)
     temperature: float = 1.0
+    mixed_precision: str = "no"  # the loop's: no, fp16 or bf16 (GPU)
 
     def __post_init__(self) -> None:
         if self.narrow not in NARROW:
@@ -105,10 +107,10 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def prediction_loss(
     student: torch.Tensor, teacher: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """T^2 * KL(teacher || student) of the logits' softmax at temperature T, batch mean."""
+    """T^2 * KL(teacher || student) of the logits' softmax at temperature T, per text."""
     log_s = torch.log_softmax(student / temperature, dim=-1)
     log_t = torch.log_softmax(teacher / temperature, dim=-1)
-    kl = torch.nn.functional.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+    kl = torch.nn.functional.kl_div(log_s, log_t, log_target=True, reduction="none").sum(-1)
     return kl * temperature**2
 
 
@@ -119,14 +121,17 @@ def distill_loss(
     layer_map: list[int],
     settings: DistillSettings,
     projection: torch.nn.Module | None = None,
-    heads: Heads | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """`*_states` are hidden_states tuples (embeddings first); layer_map[i] is the teacher
-    layer (0-based) behind student layer i. A narrower student is compared through
-    `projection` when given, else with the teacher's first k dimensions. With `heads`, the
-    prediction term and the share of texts whose top class the student shares are added."""
+    student_logits: torch.Tensor | None = None,
+    teacher_logits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Each text's loss (a vector: the loop sums them, so a batch split between processes
+    adds up to the same total) and its parts per text. `*_states` are hidden_states tuples
+    (embeddings first); layer_map[i] is the teacher layer (0-based) behind student layer i. A
+    narrower student is compared through `projection` when given, else with the teacher's
+    first k dimensions. With the two classifiers' logits, the prediction term and whether the
+    student's top class is the teacher's are added."""
     k = student_states[-1].shape[-1]
-    real = mask.bool()
+    m = mask.to(student_states[-1].dtype)
 
     def widen(s: torch.Tensor) -> torch.Tensor:
         return s if projection is None else projection(s)
@@ -135,27 +140,69 @@ def distill_loss(
         return t if projection is not None else t[..., :k]
 
     def mse(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return ((widen(s) - narrow(t)) ** 2)[real].mean()
+        per_token = ((widen(s) - narrow(t)) ** 2).mean(-1)
+        return (per_token * m).sum(1) / m.sum(1).clamp(min=1)
 
     last = mse(student_states[-1], teacher_states[-1])
     layers = torch.stack(
         [mse(student_states[i + 1], teacher_states[j + 1]) for i, j in enumerate(layer_map)]
-    ).mean()
+    ).mean(0)
     pooled_s = widen(_mean_pool(student_states[-1], mask))
     pooled_t = _mean_pool(narrow(teacher_states[-1]), mask)
-    cosine = (1 - torch.nn.functional.cosine_similarity(pooled_s, pooled_t, dim=-1)).mean()
+    cosine = 1 - torch.nn.functional.cosine_similarity(pooled_s, pooled_t, dim=-1)
     total = settings.weight_last * last + settings.weight_layers * layers
     total = total + settings.weight_cosine * cosine
-    named = [("last", last), ("layers", layers), ("cosine", cosine)]
-    if heads is not None:
-        s_logits = heads[0](_mean_pool(student_states[-1], mask))
-        t_logits = heads[1](_mean_pool(teacher_states[-1], mask))
-        prediction = prediction_loss(s_logits, t_logits, settings.temperature)
+    parts = {"last": last, "layers": layers, "cosine": cosine}
+    if student_logits is not None and teacher_logits is not None:
+        prediction = prediction_loss(student_logits, teacher_logits, settings.temperature)
         total = total + settings.weight_prediction * prediction
-        agreement = (s_logits.argmax(-1) == t_logits.argmax(-1)).float().mean()
-        named += [("prediction", prediction), ("agreement", agreement)]
-    parts = {name: float(v.detach()) for name, v in named}
-    return total, parts
+        agreement = (student_logits.argmax(-1) == teacher_logits.argmax(-1)).float()
+        parts |= {"prediction": prediction, "agreement": agreement}
+    return total, {name: v.detach() for name, v in parts.items()}
+
+
+class Distilled(torch.nn.Module):
+    """What a distillation trains: the student, the learned map of a narrower one, and (task-
+    aware) the student's classifier; its forward is the per-text loss against the teacher's
+    states, so a distributed wrapper sees every trained part used."""
+
+    def __init__(
+        self,
+        student: BertModel,
+        projection: torch.nn.Module | None,
+        head: torch.nn.Module | None,
+        layer_map: list[int],
+        settings: DistillSettings,
+    ) -> None:
+        super().__init__()
+        self.student, self.projection, self.head = student, projection, head
+        self.layer_map, self.settings = layer_map, settings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        teacher_states: tuple[torch.Tensor, ...],
+        teacher_logits: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        states = self.student(
+            input_ids=input_ids, attention_mask=mask, output_hidden_states=True
+        ).hidden_states
+        logits = None if self.head is None else self.head(_mean_pool(states[-1], mask))
+        return distill_loss(
+            states, teacher_states, mask, self.layer_map, self.settings, self.projection,
+            logits, teacher_logits,
+        )  # fmt: skip
+
+
+def _teacher(
+    teacher: BertModel, head: torch.nn.Module | None, x: torch.Tensor, mask: torch.Tensor
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+    with torch.no_grad():
+        states = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True)
+        states = states.hidden_states
+        logits = None if head is None else head(_mean_pool(states[-1], mask))
+    return states, logits
 
 
 @torch.no_grad()
@@ -170,25 +217,74 @@ def validate(
     projection: torch.nn.Module | None = None,
     heads: Heads | None = None,
 ) -> dict[str, float]:
-    student.eval()
-    if heads is not None:
-        heads[0].eval()
+    """The mean per-text loss and parts over `ids` (no dropout)."""
+    net = Distilled(student, projection, None if heads is None else heads[0], layer_map, settings)
+    net.eval()
     device = next(student.parameters()).device
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     totals: dict[str, float] = {"loss": 0.0}
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         x, mask = pad_rows(ids, rows, pad_id, device)
-        s = student(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states
-        t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states
-        loss, parts = distill_loss(s, t, mask, layer_map, settings, projection, heads)
-        totals["loss"] += float(loss) * len(rows)
+        states, logits = _teacher(teacher, None if heads is None else heads[1], x, mask)
+        loss, parts = net(x, mask, states, logits)
+        totals["loss"] += float(loss.sum())
         for name, value in parts.items():
-            totals[name] = totals.get(name, 0.0) + value * len(rows)
-    student.train()
-    if heads is not None:
-        heads[0].train()
+            totals[name] = totals.get(name, 0.0) + float(value.sum())
     return {name: round(value / len(ids), 6) for name, value in totals.items()}
+
+
+class Distillation:
+    """The distillation as a method of the shared loop (training/loop.py)."""
+
+    def __init__(
+        self,
+        net: Distilled,
+        teacher: BertModel,
+        teacher_head: torch.nn.Module | None,
+        data: tuple[list[list[int]], list[list[int]]],
+        pad_id: int,
+    ) -> None:
+        self.net, self.teacher, self.teacher_head = net, teacher.eval(), teacher_head
+        self.train_ids, self.val_ids = data
+        self.pad_id = pad_id
+        self.best: dict[str, torch.Tensor] | None = None
+
+    def module(self) -> torch.nn.Module:
+        return self.net
+
+    def sizes(self) -> list[int]:
+        return [len(x) for x in self.train_ids]
+
+    def _on(self, device: torch.device) -> None:
+        self.teacher.to(device)  # type: ignore[arg-type]
+        if self.teacher_head is not None:
+            self.teacher_head.to(device).eval()
+
+    def loss(self, module: torch.nn.Module, rows: list[int], device: torch.device) -> torch.Tensor:
+        self._on(device)
+        x, mask = pad_rows(self.train_ids, rows, self.pad_id, device)
+        states, logits = _teacher(self.teacher, self.teacher_head, x, mask)
+        per_text, _ = module(x, mask, states, logits)
+        return per_text.sum()
+
+    def evaluate(self, module: torch.nn.Module) -> dict[str, float]:
+        net: Distilled = module  # type: ignore[assignment]
+        self._on(next(net.parameters()).device)
+        heads = None if net.head is None else (net.head, self.teacher_head)
+        figures = validate(
+            net.student, self.teacher, self.val_ids, self.pad_id, net.layer_map, net.settings,
+            64, net.projection, heads,  # type: ignore[arg-type]
+        )  # fmt: skip
+        return {f"val_{k}": v for k, v in figures.items()}
+
+    def keep(self, module: torch.nn.Module, out: Path | None) -> None:
+        self.best = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        if out is not None:
+            torch.save(self.best, out / BEST)
+
+    def train_mode(self, module: torch.nn.Module) -> None:
+        module.train()
 
 
 def distill(
@@ -203,104 +299,62 @@ def distill(
     heads: Heads | None = None,
 ) -> dict[str, Any]:
     """Train `student` in place (and with `heads`, the student's classifier: task-aware
-    distillation); returns the report (validation loss before and after)."""
+    distillation) on the shared loop, ending with the weights of its best validation loss
+    (checked every `checkpoint_every` steps and at each epoch's end, where the loop also
+    checkpoints); returns the report (validation figures before and at the best)."""
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    student.to(device).train()  # type: ignore[arg-type]
-    teacher.to(device).eval()  # type: ignore[arg-type]
     for p in teacher.parameters():
         p.requires_grad_(False)
     student.get_input_embeddings().weight.requires_grad_(False)
     projection = projection_for(student, teacher, settings)
     narrower = student.config.hidden_size < teacher.config.hidden_size
-    trainable = [p for p in student.parameters() if p.requires_grad]
-    if projection is not None:
-        projection.to(device)
-        trainable += list(projection.parameters())
-    if heads is not None:
-        heads[0].to(device).train()
-        heads[1].to(device).eval()
-        for p in heads[1].parameters():
+    head, teacher_head = (None, None) if heads is None else heads
+    if teacher_head is not None:
+        for p in teacher_head.parameters():
             p.requires_grad_(False)
-        trainable += list(heads[0].parameters())
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
-    state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "history": [], "seconds": 0.0}
-    checkpoint = out / CHECKPOINT
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        student.load_state_dict(saved["student"])
-        if projection is not None:
-            projection.load_state_dict(saved["projection"])
-        if heads is not None:
-            heads[0].load_state_dict(saved["head"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
-        print(f"resuming at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}", flush=True)
-
-    def check() -> dict[str, float]:
-        return validate(
+    net = Distilled(student, projection, head, layer_map, settings)
+    loop = Loop(
+        LoopSettings(
+            epochs=settings.epochs, batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, weight_decay=0.01, clip=settings.clip,
+            eval_every=settings.checkpoint_every, metric="val_loss", seed=settings.seed,
+            mixed_precision=settings.mixed_precision,
+        ),
+        out,
+        "distil",
+    )  # fmt: skip
+    first = out / INITIAL
+    if first.is_file():
+        initial = json.loads(first.read_text())
+    else:
+        initial = validate(
             student, teacher, val_ids, pad_id, layer_map, settings, 64, projection, heads
         )
-
-    initial = state.get("initial") or check()
-    state["initial"] = initial
-    started = time.perf_counter() - state["seconds"]
-    lengths = [len(x) for x in train_ids]
-
-    def save() -> None:
-        state["seconds"] = time.perf_counter() - started
-        saved = {"student": student.state_dict(), "optimizer": optimizer.state_dict()}
-        if projection is not None:
-            saved["projection"] = projection.state_dict()
-        if heads is not None:
-            saved["head"] = heads[0].state_dict()
-        torch.save(saved | {"state": state}, checkpoint)
-
-    while state["epoch"] < settings.epochs:
-        epoch = state["epoch"]
-        torch.manual_seed(settings.seed + epoch)
-        batches = length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch)
-        losses = []
-        progress = tqdm(
-            batches[state["step_in_epoch"] :],
-            desc=f"distil epoch {epoch + 1}/{settings.epochs}",
-            unit="batch",
-            leave=False,
-        )
-        for rows in progress:
-            x, mask = pad_rows(train_ids, rows, pad_id, device)
-            with torch.no_grad():
-                t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True)
-            s = student(input_ids=x, attention_mask=mask, output_hidden_states=True)
-            loss, _ = distill_loss(
-                s.hidden_states, t.hidden_states, mask, layer_map, settings, projection, heads
-            )
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, settings.clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            state["step_in_epoch"] += 1
-            if state["step_in_epoch"] % settings.checkpoint_every == 0:
-                save()
-        val = check()
-        entry = {"epoch": epoch + 1, "train_loss": round(float(np.mean(losses or [0.0])), 6)}
-        entry |= {f"val_{k}": v for k, v in val.items()}
-        state["history"].append(entry)
-        state["epoch"], state["step_in_epoch"] = epoch + 1, 0
-        tqdm.write(json.dumps(entry))
-        save()
-    student.eval()
-    if heads is not None:
-        heads[0].eval()
+        if loop.main:
+            first.write_text(json.dumps(initial))
+    method = Distillation(net, teacher, teacher_head, (train_ids, val_ids), pad_id)
+    # the checkpoint's identity leaves the epochs out: a finished distillation can be extended
+    identity = asdict(settings) | {"layer_map": layer_map, "train": len(train_ids)}
+    identity.pop("epochs")
+    result = loop.run(method, identity)
+    best = method.best
+    if best is None and (out / BEST).is_file():  # kept before a resume
+        best = torch.load(out / BEST, map_location="cpu")
+    if best is not None:
+        net.load_state_dict(best)
+    net.eval()
+    history = result["history"]
+    kept = min(history, key=lambda h: h["val_loss"]) if history else None
     return {
         "initial_val": initial,
-        "final_val": state["history"][-1] if state["history"] else initial,
-        "history": state["history"],
+        "final_val": kept or {f"val_{k}": v for k, v in initial.items()},
+        "history": history,
         "train_texts": len(train_ids),
         "val_texts": len(val_ids),
-        "seconds": round(time.perf_counter() - started, 1),
-        "device": str(device),
+        "steps": result["steps"],
+        "processes": result["processes"],
+        "seconds": result["seconds"],
+        "device": result["device"],
         "narrow": settings.narrow if narrower else None,
     }
 
@@ -331,7 +385,7 @@ def ffn_importance(
         s = model(input_ids=x, attention_mask=mask, output_hidden_states=True)
         loss, _ = distill_loss(s.hidden_states, t.hidden_states, mask, layer_map, settings)
         model.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.mean().backward()
         for i, layer in enumerate(layers):
             up, down = layer.intermediate.dense, layer.output.dense
             contribution = (up.weight.grad * up.weight).sum(1) + up.bias.grad * up.bias

@@ -16,13 +16,14 @@ Three further label-free changes ride along, each a setting:
   classes (the paper's balanced set-up), or to the prior EM estimates on the unlabeled text
   (Saerens et al., 2002).
 
-The run checkpoints every `eval_every` steps (adapter, optimiser, RNG, epoch and position in
-the epoch's batch order, best adapter so far) and resumes exactly from there."""
+It trains exactly like the KDA distillation (training/kda/train.py on the shared loop), on
+the ensemble's soft labels instead of the teacher's: the held-out slice is checked, the best
+adapter kept and the whole state checkpointed every `eval_every` steps; a stopped run resumes
+exactly, and more epochs or patience continue a finished one."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,13 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import Tokenizer, normalizers
 from tqdm import tqdm
 
-from training.batches import length_grouped_batches, pad_rows
+from training.batches import pad_rows
 from training.data import normalise
 from training.kda.student import KDAStudent
-from training.kda.train import kd_loss
+from training.kda.train import FitSettings, fit
 from training.settings_files import read_settings, validated
 
-CHECKPOINT = "adapt-checkpoint.pt"
 REPORT = "adapt-report.json"
 
 
@@ -108,15 +108,6 @@ def extended_pieces(
     return sorted(set(kept) | set(count_pieces(base, texts)))
 
 
-def _checkpoint_state(path: Path, config: AdaptConfig) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    if saved["config"] != _fingerprint(config):
-        raise ValueError(f"{path} belongs to another run; remove it or change out")
-    return saved
-
-
 def _fingerprint(config: AdaptConfig) -> dict[str, Any]:
     """What a checkpoint depends on: not where it lives, nor the thread count, nor when the run
     stops (more epochs or patience continue the same trajectory)."""
@@ -137,17 +128,6 @@ def probabilities(
         x, mask = pad_rows(ids, rows, pad, torch.device("cpu"))
         out[rows] = torch.softmax(student(x, mask).logits.float(), -1).numpy()
     return out
-
-
-def held_out(
-    student: KDAStudent, ids: list[list[int]], probs: np.ndarray, pad: int
-) -> dict[str, float]:
-    """Cross-entropy against the soft labels and argmax agreement on the held-out slice."""
-    predicted = probabilities(student, ids, pad, progress=False)
-    student.train()
-    cross_entropy = -(probs * np.log(np.clip(predicted, 1e-12, 1))).sum(1).mean()
-    agreement = (predicted.argmax(1) == probs.argmax(1)).mean()
-    return {"loss": float(cross_entropy), "agreement": float(agreement)}
 
 
 def run(config: AdaptConfig) -> dict[str, Any]:
@@ -204,101 +184,23 @@ def run(config: AdaptConfig) -> dict[str, Any]:
     train_ids, held_ids = [ids[i] for i in train_rows], [ids[i] for i in held_rows]
     train_probs, held_probs = probs[train_rows], probs[held_rows]
 
-    params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-    state: dict[str, Any] = {
-        "step": 0,
-        "epoch": 0,
-        "position": 0,
-        "best_loss": float("inf"),
-        "bad_evals": 0,
-        "history": [],
-        "best_adapter": None,
-        "seconds": 0.0,
-    }
-    checkpoint = config.out / CHECKPOINT
-    saved_state = _checkpoint_state(checkpoint, config)
-    if saved_state is not None:
-        student.adapter.load_state_dict(saved_state["adapter"])
-        optimizer.load_state_dict(saved_state["optimizer"])
-        torch.set_rng_state(saved_state["rng"])
-        state = saved_state["state"]
-        print(f"resuming at step {state['step']} (epoch {state['epoch'] + 1})", flush=True)
-    else:
-        initial = held_out(student, held_ids, held_probs, pad)
-        state["history"].append(
-            {
-                "step": 0,
-                "heldout_loss": round(initial["loss"], 5),
-                "heldout_agreement": round(initial["agreement"], 4),
-            }
-        )
-        state["best_loss"] = initial["loss"]
-        state["best_adapter"] = {k: v.clone() for k, v in student.adapter.state_dict().items()}
-        print(json.dumps(state["history"][-1]), flush=True)
-    started = time.perf_counter() - state["seconds"]
-    lengths = [len(x) for x in train_ids]
-    student.train()
-    while state["epoch"] < config.epochs and state["bad_evals"] < config.patience:
-        batches = length_grouped_batches(lengths, config.batch_size, config.seed + state["epoch"])
-        bar = tqdm(
-            total=len(batches), initial=state["position"], desc=f"epoch {state['epoch'] + 1}"
-        )
-        losses: list[float] = []
-        while state["position"] < len(batches) and state["bad_evals"] < config.patience:
-            rows = batches[state["position"]]
-            x, mask = pad_rows(train_ids, rows, pad, torch.device("cpu"))
-            loss = kd_loss(student(x, mask).logits.float(), torch.from_numpy(train_probs[rows]))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            state["position"] += 1
-            state["step"] += 1
-            bar.update(1)
-            if state["step"] % config.eval_every == 0 or state["position"] == len(batches):
-                result = held_out(student, held_ids, held_probs, pad)
-                entry = {
-                    "step": state["step"],
-                    "epoch": state["epoch"] + 1,
-                    "train_loss": round(float(np.mean(losses)), 5),
-                    "heldout_loss": round(result["loss"], 5),
-                    "heldout_agreement": round(result["agreement"], 4),
-                }
-                losses = []
-                state["history"].append(entry)
-                tqdm.write(json.dumps(entry))
-                if result["loss"] < state["best_loss"] - 1e-5:
-                    state["best_loss"], state["bad_evals"] = result["loss"], 0
-                    state["best_adapter"] = {
-                        k: v.detach().clone() for k, v in student.adapter.state_dict().items()
-                    }
-                else:
-                    state["bad_evals"] += 1
-                if state["position"] == len(batches):
-                    state["epoch"] += 1
-                    state["position"] = 0
-                state["seconds"] = time.perf_counter() - started
-                torch.save(
-                    {
-                        "config": _fingerprint(config),
-                        "adapter": student.adapter.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "rng": torch.get_rng_state(),
-                        "state": state,
-                    },
-                    checkpoint,
-                )
-                if state["position"] == 0:
-                    break
-        bar.close()
-    student.adapter.load_state_dict(state["best_adapter"])
-    student.eval()
-    report["history"] = state["history"]
-    report["best_heldout_loss"] = round(state["best_loss"], 5)
-    report["steps"] = state["step"]
-    report["seconds"] = round(time.perf_counter() - started, 1)
+    settings = FitSettings(
+        learning_rate=config.learning_rate, batch_size=config.batch_size, epochs=config.epochs,
+        patience=config.patience, seed=config.seed, clip=config.clip,
+        eval_every=config.eval_every,
+    )  # fmt: skip
+    fitted = fit(
+        student, train_ids, train_probs, held_ids, held_probs, settings, config.out, pad,
+        _fingerprint(config),
+    )  # fmt: skip
+    student.cpu()
+    initial = fitted["initial_heldout"]
+    start = {"step": 0, "heldout_loss": round(initial["loss"], 5)}
+    start["heldout_agreement"] = round(initial["agreement"], 4)
+    report["history"] = [start, *fitted["history"]]
+    report["best_heldout_loss"] = fitted["best_heldout_loss"]
+    report["steps"] = fitted["steps"]
+    report["seconds"] = fitted["seconds"]
     trained_under = smoothed(train_probs.mean(0))
     report["prior_trained_under"] = trained_under.round(4).tolist()
     if config.prior_correction != "none":

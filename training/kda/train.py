@@ -12,6 +12,7 @@ with and without features are compared on the same number."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from training.batches import pad_rows
 from training.kda.student import KDAStudent
 from training.loop import CHECKPOINT, Loop, LoopSettings
 
-BEST_ADAPTER = "best-adapter.pt"
+BEST_ADAPTER, INITIAL = "best-adapter.pt", "initial-heldout.json"
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FitSettings:
     seed: int = 13
     clip: float = 1.0
     feature_weight: float = 0.0
+    eval_every: int | None = None  # steps between held-out checks (None: once an epoch)
 
 
 @dataclass
@@ -175,26 +177,34 @@ def fit(
     student.to(device)
     held = (held_ids, held_probs)
     fresh = not (out / CHECKPOINT).is_file()
-    initial = evaluate(student, *held, pad_id, features=features) if fresh and train else None
-    method = _KDAMethod(student, (train_ids, train_probs), held, pad_id, settings, features)
     loop_settings = LoopSettings(
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         learning_rate=settings.learning_rate,
         clip=settings.clip,
         patience=settings.patience,
+        eval_every=settings.eval_every,
         metric="heldout_loss",
         seed=settings.seed,
     )
+    loop = Loop(loop_settings, out, "kda")
+    initial = None
+    if (out / INITIAL).is_file() and not fresh:
+        initial = json.loads((out / INITIAL).read_text())
+    elif train:
+        initial = evaluate(student, *held, pad_id, features=features)
+        if loop.main:
+            (out / INITIAL).write_text(json.dumps(initial))
+    method = _KDAMethod(student, (train_ids, train_probs), held, pad_id, settings, features)
     if train:
-        result = Loop(loop_settings, out, "kda").run(method, fingerprint)
+        result = loop.run(method, fingerprint)
     elif fresh:
         raise ValueError(f"no trained adapter in {out}: train first")
     else:
         saved = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
         if saved["config"] != fingerprint:
             raise ValueError(f"{out / CHECKPOINT} belongs to another run; remove it")
-        result = saved["state"] | {"seconds": saved["state"]["seconds"], "device": str(device)}
+        result = saved["state"] | {"steps": saved["state"]["step"]}
     student.adapter.load_state_dict(torch.load(out / BEST_ADAPTER, map_location=device))
     student.eval()
     final = evaluate(student, *held, pad_id)
@@ -206,6 +216,7 @@ def fit(
         "best_heldout_loss": round(result["best"], 5),
         "heldout_agreement": round(final["agreement"], 4),
         "history": history,
+        "steps": result["steps"],
         "seconds": round(result["seconds"], 1),
         "device": str(device),
         "trainable_parameters": student.adapter.trainable_parameters(),
