@@ -217,7 +217,7 @@ def main() -> None:
     )
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
-    config = CompressConfig(**json.loads((args.run / "compress-config.json").read_text()))
+    config = CompressConfig.from_file(args.run / "compress-config.json")
     task = config.task
     texts = read_table(task.data / "test.tsv", task.text_column, None).texts[: args.texts]
     labels = len(task_labels(task))

@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm import tqdm
@@ -80,13 +80,21 @@ class Method(Protocol):
         ...
 
     def keep(self, module: nn.Module, out: Path | None) -> None:
-        """Keep the module as the best so far (on the main process only; `out` is None for a
-        run without a directory: keep it in memory)."""
+        """Keep the module as the best so far. Called on every process (all of them go on
+        with the best weights); `out` is the run directory on the main process, None on the
+        others and for a run without a directory: keep it in memory then."""
         ...
 
     def train_mode(self, module: nn.Module) -> None:
         """Put the module in training mode (e.g. all but a frozen encoder's dropout)."""
         ...
+
+
+def processes() -> PartialState:
+    """The processes this run was launched on (one, or torchrun's / accelerate launch's N):
+    on a machine without CUDA they meet over gloo. Every part of a run that asks who writes
+    must ask this, the same way the loop's Accelerator does."""
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def shard(rows: list[int], rank: int, world: int) -> list[int]:
@@ -238,8 +246,7 @@ class Loop:
         state["history"].append(entry)
         if better:
             state["best"], state["stale"] = value, 0
-            if self.main:
-                method.keep(module, self.out)
+            method.keep(module, self.out if self.main else None)
         else:
             state["stale"] += 1
             if s.patience is not None and state["stale"] >= s.patience:

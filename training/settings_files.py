@@ -1,16 +1,30 @@
-"""Reading run configurations (YAML or JSON mappings) and writing them back as plain JSON,
-shared by the fine-tune, KDA and compression configs."""
+"""Run configurations: YAML or JSON files read into pydantic models (unknown keys refused,
+values validated once, after the command line's overrides, errors naming the file and the
+field), and the parts several methods' configurations share."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# the constrained values every method's settings use
+UserPath = Annotated[Path, AfterValidator(lambda p: p.expanduser())]
+LearningRate = Annotated[float, Field(gt=0, lt=1)]
+Count = Annotated[int, Field(ge=1)]  # epochs, batch sizes, steps
+Threads = Annotated[int, Field(ge=0)]  # 0: torch's default
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+def one_of(value: str, options: tuple[str, ...], what: str) -> str:
+    """`value` if it is one of `options`, else a ValueError naming them (for validators)."""
+    if value not in options:
+        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(options)}")
+    return value
 
 
 def read_settings(path: Path) -> dict[str, Any]:
@@ -29,24 +43,8 @@ def read_settings(path: Path) -> dict[str, Any]:
     return data
 
 
-def plain(config: Any) -> dict[str, Any]:
-    """A dataclass config as JSON-ready values (paths as strings, nested ones too)."""
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        return value
-
-    result: dict[str, Any] = convert(asdict(config))
-    return result
-
-
-def validated(model: type[ModelT], data: dict[str, Any], source: Path) -> ModelT:
-    """`data` as a `model` (pydantic), or a ValueError naming the file and every bad field."""
+def validated(model: type[ModelT], data: dict[str, Any], source: Path | str) -> ModelT:
+    """`data` as a `model` (pydantic), or a ValueError naming the source and every bad field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -55,3 +53,58 @@ def validated(model: type[ModelT], data: dict[str, Any], source: Path) -> ModelT
             for error in exc.errors()
         )
         raise ValueError(f"{source}: {problems}") from None
+
+
+class Settings(BaseModel):
+    """A configuration: unknown keys are refused; read from a file with the command line's
+    overrides merged in before the one validation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def from_file(cls, path: Path, **overrides: Any) -> Self:
+        """The file's settings, each override that is not None replacing its key (a dotted
+        key, e.g. `bundle.out`, replaces a nested one)."""
+        data = read_settings(path)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            *parents, last = key.split(".")
+            target = data
+            for parent in parents:
+                target = target.setdefault(parent, {})
+            target[last] = value
+        return validated(cls, data, path)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Self:
+        """Settings given on the command line only (None: not given)."""
+        data = {k: v for k, v in options.items() if v is not None}
+        return validated(cls, data, "the command line")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready values (paths as strings), as saved beside a run."""
+        dumped: dict[str, Any] = self.model_dump(mode="json")
+        return dumped
+
+
+class BundleTarget(Settings):
+    """The bundle a run exports: its manifest's identity and where it and its committed
+    sources go (default `models/<name>` and `models/sources/<name>`)."""
+
+    name: str
+    language: str
+    version: str = "0.1.0"
+    task: str = "classification"
+    variants: list[str] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], min_length=1)
+    # fp16 / int8 labels must agree with fp32 on this share of the parity texts
+    min_variant_agreement: Share = 0.99
+    default: bool = True  # False: served for its language only when a request names it
+    out: UserPath | None = None
+    sources: UserPath | None = None
+
+    @model_validator(mode="after")
+    def _paths(self) -> BundleTarget:
+        self.out = self.out or Path("models") / self.name
+        self.sources = self.sources or Path("models") / "sources" / self.name
+        return self

@@ -1,4 +1,5 @@
-"""Committed model sources (`models/sources/<name>/`) and whether a built bundle is current.
+"""Committed model sources (`models/sources/<name>/`): what `source.json` holds (a model per
+kind of sources, checked when read and when written), and whether a built bundle is current.
 
 Kept free of torch so that `python -m training build --if-changed` answers in well under a
 second when nothing changed: later service starts stay fast."""
@@ -6,10 +7,115 @@ second when nothing changed: later service starts stay fast."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 DIGEST_KEY = "sources_sha256"
+SOURCE = "source.json"
+
+
+class SourceBundle(BaseModel):
+    """The bundle the sources build: its manifest's identity and where it goes."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    language: str
+    version: str
+    task: str
+    variants: list[str]
+    min_variant_agreement: float = Field(ge=0, le=1)
+    default: bool = True  # False: served for its language only when a request names it
+    label_scheme: Literal["tags", "iob2"] | None = None  # token classification
+    out: str
+    sources: str | None = None
+
+
+class Reference(BaseModel):
+    """Texts whose predictions a rebuild must reproduce (`labels`: None until recorded)."""
+
+    model_config = ConfigDict(extra="forbid")
+    texts: list[str] = Field(min_length=1)
+    labels: list[str] | None = None
+
+
+class _Sources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bundle: SourceBundle
+    max_length: int = Field(ge=4)
+    provenance: dict[str, Any]
+    evaluation: list[dict[str, Any]] = Field(default_factory=list)
+    reference: Reference
+    # normalisation applied before the tokenizer (put into it, and into the manifest)
+    preprocessing: dict[str, Any] = Field(default_factory=dict)
+
+
+class KDASources(_Sources):
+    """A KDA student: the teacher, the adapter and the kept pieces of the base's table."""
+
+    kind: Literal["kda"]
+    base: str
+    base_tokenizer_sha256: str
+    variant: str
+    svd_rank: int | None
+    heads: int
+    logit_shift: list[float] | None = None  # baked into the head's bias
+
+
+class CompressedSources(_Sources):
+    """A compressed student with its topic head."""
+
+    kind: Literal["compressed"]
+    labels: list[str]
+    head_kind: str
+    reduction: int
+
+
+class TaskHeadSources(_Sources):
+    """A head only, on the student whose sources `body` names (a path from these)."""
+
+    kind: Literal["task-head"]
+    body: str
+    labels: list[str]
+    head_kind: str
+    reduction: int
+
+
+Sources = Annotated[KDASources | CompressedSources | TaskHeadSources, Field(discriminator="kind")]
+SourcesT = TypeVar("SourcesT", KDASources, CompressedSources, TaskHeadSources)
+_ADAPTER: TypeAdapter[KDASources | CompressedSources | TaskHeadSources] = TypeAdapter(Sources)
+
+
+def read_sources(source_dir: Path, kind: type[SourcesT] | None = None) -> Any:
+    """`source_dir`'s source.json, checked (errors name the file and the field); with `kind`,
+    a description of another kind of model is refused."""
+    path = source_dir / SOURCE
+    if not path.is_file():
+        raise FileNotFoundError(f"model sources {source_dir} have no {SOURCE}")
+    try:
+        sources = _ADAPTER.validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise ValueError(f"{path}: {problems}") from None
+    if kind is not None and not isinstance(sources, kind):
+        raise ValueError(f"{path} describes a {sources.kind!r} model")
+    return sources
+
+
+def write_sources(
+    source_dir: Path, sources: KDASources | CompressedSources | TaskHeadSources | dict[str, Any]
+) -> None:
+    """Check and write source.json (a dict is validated first; only the fields it was given
+    are written, so a rewritten file keeps its shape)."""
+    checked = _ADAPTER.validate_python(sources) if isinstance(sources, dict) else sources
+    text = checked.model_dump_json(indent=2, exclude_unset=True)
+    (source_dir / SOURCE).write_text(text + "\n", encoding="utf-8")
 
 
 def digest(source_dir: Path) -> str:
@@ -21,7 +127,7 @@ def digest(source_dir: Path) -> str:
     for path in sorted(p for p in source_dir.rglob("*") if p.is_file()):
         total.update(str(path.relative_to(source_dir)).encode() + b"\0")
         total.update(hashlib.sha256(path.read_bytes()).digest())
-    body = json.loads((source_dir / "source.json").read_text()).get("body")
+    body = json.loads((source_dir / SOURCE).read_text()).get("body")
     if body:
         total.update(b"body\0" + digest(source_dir / body).encode())
     return total.hexdigest()
@@ -37,5 +143,19 @@ def bundle_is_current(source_dir: Path, bundle_dir: Path) -> bool:
 
 def bundle_path(source_dir: Path) -> Path:
     """Where the sources' bundle goes unless told otherwise: `bundle.out` of source.json."""
-    source = json.loads((source_dir / "source.json").read_text())
-    return Path(source["bundle"]["out"])
+    return Path(read_sources(source_dir).bundle.out)
+
+
+# what builds a bundle from each kind of sources (`kind` in source.json)
+BUILDERS = {
+    "kda": "training.kda.package:build",
+    "compressed": "training.compress.package:build",
+    "task-head": "training.compress.tasks:build_task_head",
+}
+
+
+def builder(source_dir: Path) -> Callable[..., dict[str, Any]]:
+    """The function that builds `source_dir`'s bundle, by the kind its source.json names."""
+    module, name = BUILDERS[read_sources(source_dir).kind].split(":")
+    function: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), name)
+    return function

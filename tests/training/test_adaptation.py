@@ -21,10 +21,10 @@ from training.batches import pad_rows
 from training.cli import main
 from training.evaluate.predictors import BundlePredictor
 from training.evaluate.run import truncate
-from training.export.rebuild import SOURCE
 from training.kda.adapt import AdaptConfig
 from training.kda.package import rebuild_student
 from training.prior import adjust, em_prior, logit_shift
+from training.sources import SOURCE
 
 
 def test_em_recovers_a_shifted_prior() -> None:

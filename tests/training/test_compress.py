@@ -216,13 +216,13 @@ def test_a_narrow_student_learns_through_a_projection_and_resumes_it(tmp_path: P
     assert saved["projection.map.weight"].shape == (24, 12)
     first_k = torch.load(tmp_path / "first-k" / CHECKPOINT, weights_only=False)["module"]
     assert not any(key.startswith("projection.") for key in first_k)
-    with pytest.raises(ValueError, match="narrow must be one of"):
+    with pytest.raises(ValueError, match="narrow"):
         DistillSettings(narrow="svd")
 
 
-@pytest.fixture(scope="module")
-def compressed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("compress")
+def toy_compression(root: Path) -> dict:  # type: ignore[type-arg]
+    """A saved toy teacher, its language's text, topic data and a compression configuration
+    using them, every stage included."""
     tiny_model(root / "base")
     torch.manual_seed(0)
     encoder().save_pretrained(str(root / "teacher"))
@@ -274,7 +274,13 @@ def compressed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "sources": str(root / "models" / "sources" / "vi-topic"),
         },
     }
-    (root / "compress.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("compress")
+    (root / "compress.yaml").write_text(yaml.safe_dump(toy_compression(root)))
     assert main(["compress", "run", str(root / "compress.yaml")]) == 0
     return root
 
@@ -328,7 +334,7 @@ def test_prediction_loss_is_zero_only_when_the_distributions_agree() -> None:
     assert float(prediction_loss(logits, logits, 2.0)) == pytest.approx(0.0, abs=1e-7)
     moved = float(prediction_loss(logits.flip(-1), logits, 2.0))
     assert moved > 0
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match="temperature"):
         DistillSettings(temperature=0)
 
 

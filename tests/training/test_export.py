@@ -12,6 +12,7 @@ from app.bundle import load_bundle, manifest_schema
 from training.cli import main
 from training.demo import SAMPLE_TEXTS, build_char_tokenizer, tiny_classifier
 from training.export import BundleSpec, ExportSpec, ParityError, write_bundle
+from training.export.bundle import check_manifest
 from training.export.onnx import export_onnx
 from training.export.parity import check_parity, grid_batches
 
@@ -27,6 +28,11 @@ def test_manifest_follows_the_schema_and_lists_every_file(built: dict[str, Path]
     assert manifest["parity"]["fp32"]["label_agreement"] == 1.0
     assert manifest["parity"]["fp32"]["cases"] == 6  # 3 batch sizes x 2 lengths
     assert load_bundle(path).manifest.inputs == ("input_ids", "attention_mask")
+    check_manifest(manifest)  # what the writer checks before it writes
+    with pytest.raises(ValueError, match="the manifest does not match the schema at task"):
+        check_manifest(manifest | {"task": "poetry"})
+    with pytest.raises(ValueError, match="at \\(top level\\): 'labels' is a required"):
+        check_manifest({k: v for k, v in manifest.items() if k != "labels"})
 
 
 def test_parity_reports_every_mismatch(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_finetune_learns_saves_best_and_resumes(tiny_model: Path, tmp_path: Path
     again = Finetuner(config).run()  # everything was done: resumes at the end
     assert again["steps"] == report["steps"]
     assert again["history"] == report["history"]
-    changed = FinetuneConfig(**{**config.__dict__, "learning_rate": 1e-3})
+    changed = config.model_copy(update={"learning_rate": 1e-3})
     with pytest.raises(ValueError, match="made with other settings"):
         Finetuner(changed).run()
 
@@ -156,5 +156,13 @@ def test_length_grouped_batches_cover_everything_once() -> None:
 
 
 def test_config_names_bad_values(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="learning_rate=5"):
+    with pytest.raises(ValueError, match="learning_rate"):
         FinetuneConfig(model="m", train=tmp_path, val=tmp_path, out=tmp_path, learning_rate=5)
+    settings = f"model: m\ntrain: {tmp_path}\nval: {tmp_path}\nout: o\n"
+    (tmp_path / "typo.yaml").write_text(settings + "epoch: 3\n")
+    with pytest.raises(ValueError, match=r"typo.yaml: epoch: Extra inputs are not permitted"):
+        FinetuneConfig.from_file(tmp_path / "typo.yaml")
+    (tmp_path / "ft.yaml").write_text(settings)
+    assert FinetuneConfig.from_file(tmp_path / "ft.yaml", epochs=5, seed=None).epochs == 5
+    with pytest.raises(ValueError, match=r"ft.yaml: batch_size: Input should be greater"):
+        FinetuneConfig.from_file(tmp_path / "ft.yaml", batch_size=0)  # an override, checked

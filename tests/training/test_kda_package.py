@@ -18,8 +18,9 @@ from tests.training.unigram import tiny_model
 from training.batches import pad_rows
 from training.cli import main
 from training.demo import build_char_tokenizer
-from training.export.rebuild import SOURCE, predict
+from training.export.rebuild import predict
 from training.kda.package import WEIGHTS, rebuild_student
+from training.sources import SOURCE, CompressedSources, read_sources
 from training.vocab.trim import trim_model
 
 WORDS = ["xin", "chào", "bạn", "hello", "world"]
@@ -135,3 +136,13 @@ def test_changed_sources_are_refused(packed: Path, capsys: pytest.CaptureFixture
     (tampered / SOURCE).write_text(json.dumps(dict(source, base_tokenizer_sha256="0" * 64)))
     assert main(["build", str(tampered), "--out", str(packed / "bad")]) == 2
     assert "another tokenizer" in capsys.readouterr().err
+
+
+def test_sources_are_checked_when_read(packed: Path, tmp_path: Path) -> None:
+    source = json.loads((packed / "src" / SOURCE).read_text())
+    (tmp_path / SOURCE).write_text(json.dumps(source | {"heads": "eight", "colour": "red"}))
+    with pytest.raises(ValueError, match=r"source.json: kda.heads: .*; kda.colour: Extra inputs"):
+        read_sources(tmp_path)
+    with pytest.raises(ValueError, match=r"source.json describes a 'kda' model"):
+        read_sources(packed / "src", CompressedSources)
+    assert main(["build", str(tmp_path), "--out", str(tmp_path / "out")]) == 2

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
+from tests.training.test_compress import toy_compression
 from tests.training.test_finetune_evaluate import write_tsv
+from tests.training.test_kda import toy_run_config
 from training.demo import build_char_tokenizer, tiny_classifier
 from training.loop import CHECKPOINT, LoopSettings, shard
 
@@ -56,6 +59,11 @@ def finetune(model: Path, out: Path, processes: int, epochs: int = 6) -> subproc
         "--val", str(model / "val.tsv"), "--out", str(out), "--epochs", str(epochs),
         "--batch-size", "16", "--lr", "3e-3", "--threads", "1",
     ]  # fmt: skip
+    return launch(args, processes)
+
+
+def launch(args: list[str], processes: int) -> subprocess.Popen:
+    """`python ARGS` on one process, or under torchrun on several (CPU, gloo)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if processes == 1:
         command = [sys.executable, *args]
@@ -116,15 +124,7 @@ def test_two_processes_match_one_and_resume_across_process_counts(
 
 def toy(kind: str, out: Path, processes: int, epochs: int = 4) -> str:
     args = ["-m", "tests.training.distributed_toys", kind, str(out), str(epochs)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if processes == 1:
-        command = [sys.executable, *args]
-    else:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node"]
-        command = [*launcher, str(processes), "--standalone", *args]
-    return finished(
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    )
+    return finished(launch(args, processes))
 
 
 def toy_rows(out: Path, rank: int) -> list[list[int]]:
@@ -173,3 +173,48 @@ def test_the_toy_distillations_on_two_processes_match_one_and_resume(
     for a, b in zip(reports[0]["history"], continued["history"], strict=True):
         assert a[metric] == pytest.approx(b[metric], rel=1e-3)
     assert close(weights_one, load_file(str(resumed / "toy.safetensors"))) < 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["kda", "compress"])
+def test_a_whole_training_command_on_two_processes_writes_one_set_of_files(
+    method: str, tmp_path: Path
+) -> None:
+    """`kda run` and `compress run` (every stage: distillations, heads, vocabulary, export)
+    under torchrun: the main process alone writes, the others wait for its files; the run
+    writes what a one-process run writes."""
+    make = toy_run_config if method == "kda" else toy_compression
+    config = make(tmp_path) | ({"dropout": 0.0} if method == "kda" else {})
+    for name in ("one", "two"):
+        bundle = {"out": str(tmp_path / "models" / name)}
+        if method == "compress":
+            bundle |= {"name": "vi-topic", "sources": str(tmp_path / "sources" / name)}
+        settings = config | {"out": str(tmp_path / name), "bundle": config["bundle"] | bundle}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(settings))
+    finished(launch(["-m", "training", method, "run", str(tmp_path / "one.yaml")], 1))
+    output = finished(launch(["-m", "training", method, "run", str(tmp_path / "two.yaml")], 2))
+
+    def files(root: Path) -> list[str]:
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    for folder in ("", "models/", "sources/") if method == "compress" else ("", "models/"):
+        one, two = tmp_path / folder / "one", tmp_path / folder / "two"
+        assert files(two) == files(one), folder
+    assert not list((tmp_path / "two").rglob("*.partial"))
+    if method == "kda":
+        reports = [
+            json.loads((tmp_path / n / "kda-report.json").read_text()) for n in ("one", "two")
+        ]
+        # the same training within Adam's amplification of float-order noise (the toy
+        # distillation test above checks the weights themselves)
+        assert reports[1]["best_heldout_loss"] == pytest.approx(
+            reports[0]["best_heldout_loss"], rel=1e-2
+        )
+        assert output.count('"best_heldout_loss"') == 1  # one summary, from the main process
+    else:
+        heads = [
+            json.loads((tmp_path / n / "6-heads" / "report.json").read_text())
+            for n in ("one", "two")
+        ]
+        assert list(heads[1]["results"]) == list(heads[0]["results"])
+        assert output.count('"export": {') == 1  # one summary, from the main process

@@ -33,42 +33,36 @@ text's token-averaged errors), so a batch split between processes sums to the sa
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from tqdm import tqdm
 from transformers import BertModel
 
 from training.batches import pad_rows
 from training.loop import Loop, LoopSettings
+from training.settings_files import Count, LearningRate, Settings
 
 BEST, INITIAL = "distill-best.pt", "distill-initial.json"
-NARROW = ("project", "first-k")
+NARROW = ("project", "first-k")  # how a narrower student is compared (see above)
 
 
-@dataclass
-class DistillSettings:
-    epochs: int = 3
-    learning_rate: float = 1e-4
-    batch_size: int = 32
-    weight_last: float = 1.0
-    weight_layers: float = 1.0
-    weight_cosine: float = 1.0
-    clip: float = 1.0
+class DistillSettings(Settings):
+    epochs: Count = 3
+    learning_rate: LearningRate = 1e-4
+    batch_size: Count = 32
+    weight_last: float = Field(default=1.0, ge=0)
+    weight_layers: float = Field(default=1.0, ge=0)
+    weight_cosine: float = Field(default=1.0, ge=0)
+    clip: float = Field(default=1.0, gt=0)
     seed: int = 13
-    checkpoint_every: int = 500
-    narrow: str = "project"
-    weight_prediction: float = 0.0  # task-aware distillation only (needs classifiers)
-    temperature: float = 1.0
-    mixed_precision: str = "no"  # the loop's: no, fp16 or bf16 (GPU)
-
-    def __post_init__(self) -> None:
-        if self.narrow not in NARROW:
-            raise ValueError(f"narrow must be one of {NARROW}, not {self.narrow!r}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, not {self.temperature}")
+    checkpoint_every: Count = 500
+    narrow: Literal["project", "first-k"] = "project"
+    weight_prediction: float = Field(default=0.0, ge=0)  # task-aware distillation only
+    temperature: float = Field(default=1.0, gt=0)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # the loop's (GPU)
 
 
 Heads = tuple[torch.nn.Module, torch.nn.Module]  # (student classifier, teacher classifier)
@@ -257,7 +251,7 @@ class Distillation:
         return [len(x) for x in self.train_ids]
 
     def _on(self, device: torch.device) -> None:
-        self.teacher.to(device)  # type: ignore[arg-type]
+        self.teacher.to(device)
         if self.teacher_head is not None:
             self.teacher_head.to(device).eval()
 
@@ -334,7 +328,7 @@ def distill(
             first.write_text(json.dumps(initial))
     method = Distillation(net, teacher, teacher_head, (train_ids, val_ids), pad_id)
     # the checkpoint's identity leaves the epochs out: a finished distillation can be extended
-    identity = asdict(settings) | {"layer_map": layer_map, "train": len(train_ids)}
+    identity = settings.to_json() | {"layer_map": layer_map, "train": len(train_ids)}
     identity.pop("epochs")
     result = loop.run(method, identity)
     best = method.best

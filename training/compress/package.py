@@ -4,7 +4,6 @@ sources are simply its weights in fp16, its encoder config and its trimmed token
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,8 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from training.compress import MODEL_STAGES
 from training.compress.head import EncoderClassifier
 from training.evaluate.metrics import scores
-from training.export.rebuild import SOURCE, export_from_sources, predict
+from training.export.rebuild import export_from_sources, predict
+from training.sources import CompressedSources, read_sources, write_sources
 
 if TYPE_CHECKING:
     from training.compress.pipeline import Pipeline
@@ -75,7 +75,7 @@ def pack(pipeline: Pipeline, head_file: Path, heads: dict[str, Any], out: Path) 
         "evaluation": [],
         "reference": {"texts": test_texts[:200], "labels": None},
     }
-    (out / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+    write_sources(out, source)
     rebuilt, tokenizer, _ = rebuild_classifier(out)
     predicted = predict_all(rebuilt, tokenizer, test_texts)
     result = scores(np.array(test_gold), np.array([labels.index(p) for p in predicted]), labels)
@@ -92,7 +92,7 @@ def pack(pipeline: Pipeline, head_file: Path, heads: dict[str, Any], out: Path) 
             },
         }
     ]
-    (out / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+    write_sources(out, source)
 
 
 def predict_all(model: torch.nn.Module, tokenizer: Any, texts: list[str]) -> list[str]:
@@ -103,21 +103,19 @@ def predict_all(model: torch.nn.Module, tokenizer: Any, texts: list[str]) -> lis
     ]
 
 
-def rebuild_classifier(source_dir: Path) -> tuple[EncoderClassifier, Any, dict[str, Any]]:
-    source = json.loads((source_dir / SOURCE).read_text())
-    if source.get("kind") != "compressed":
-        raise ValueError(f"{source_dir / SOURCE} describes a {source.get('kind')!r} model")
+def rebuild_classifier(source_dir: Path) -> tuple[EncoderClassifier, Any, CompressedSources]:
+    source: CompressedSources = read_sources(source_dir, CompressedSources)
     config = BertConfig.from_json_file(str(source_dir / ENCODER_CONFIG))
     encoder = BertModel(config, add_pooling_layer=False)
-    model = EncoderClassifier(encoder, source["labels"], source["head_kind"], source["reduction"])
+    model = EncoderClassifier(encoder, source.labels, source.head_kind, source.reduction)
     tensors = {k: v.float() for k, v in load_file(str(source_dir / WEIGHTS)).items()}
     model.load_state_dict(tensors)
     tokenizer = AutoTokenizer.from_pretrained(str(source_dir))
-    tokenizer.model_max_length = int(source["max_length"])
+    tokenizer.model_max_length = source.max_length
     return model.eval(), tokenizer, source
 
 
 def build(source_dir: Path, out: Path, record: bool = False) -> dict[str, Any]:
     model, tokenizer, source = rebuild_classifier(source_dir)
-    description = f"compressed {source['bundle']['language']} student ({source['head_kind']} head)"
+    description = f"compressed {source.bundle.language} student ({source.head_kind} head)"
     return export_from_sources(model, tokenizer, source_dir, out, record, description)

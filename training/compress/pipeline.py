@@ -38,6 +38,8 @@ from training.compress.head import predict as predict_ids
 from training.compress.surgery import parameters, prune_ffn, reduce_layers, truncate_hidden
 from training.data import read_lines, read_table
 from training.evaluate.metrics import scores
+from training.loop import processes
+from training.settings_files import validated
 from training.vocab.trim import split_lines, trim_model
 from training.weights.resolve import resolve_model
 
@@ -70,7 +72,9 @@ def check_base(config: CompressConfig) -> None:
     saved = config.base / "compress-config.json"
     if not saved.is_file():
         raise ValueError(f"base {config.base} is not a compression run (no compress-config.json)")
-    theirs, ours = json.loads(saved.read_text()), config.to_json()
+    # both through the model: settings added since the base ran compare as their defaults
+    theirs = validated(CompressConfig, json.loads(saved.read_text()), saved).to_json()
+    ours = config.to_json()
     for settings in (theirs, ours):  # which stages get heads is each run's own affair
         settings.get("head", {}).pop("skip", None)
     differing = [key for key in BASE_KEYS if theirs.get(key) != ours.get(key)]
@@ -129,6 +133,17 @@ class Pipeline:
             train = train[: config.max_texts]
         self.train_texts, self.val_texts = train, val
         self._ids: dict[str, tuple[list[list[int]], list[list[int]]]] = {}
+        # under `accelerate launch` / torchrun every process runs every stage (the trainings
+        # split their batches); only the main one writes, the others wait for its files
+        self.processes = processes()
+
+    @property
+    def main(self) -> bool:
+        return bool(self.processes.is_main_process)
+
+    def _written(self) -> None:
+        """Wait until the main process has written what the others read next."""
+        self.processes.wait_for_everyone()
 
     def ids(self, tokenizer: Any) -> tuple[list[list[int]], list[list[int]]]:
         key = str(tokenizer.name_or_path)
@@ -145,9 +160,10 @@ class Pipeline:
     def run(self, stages: list[str] | None = None) -> dict[str, Any]:
         check_base(self.config)
         self.config.out.mkdir(parents=True, exist_ok=True)
-        (self.config.out / "compress-config.json").write_text(
-            json.dumps(self.config.to_json(), indent=2)
-        )
+        if self.main:
+            (self.config.out / "compress-config.json").write_text(
+                json.dumps(self.config.to_json(), indent=2)
+            )
         reports = {}
         for stage in stages or list(STAGES):
             if stage not in STAGES:
@@ -166,7 +182,9 @@ class Pipeline:
             folder.mkdir(parents=True, exist_ok=True)
             report = getattr(self, f"_{stage}")(folder)
             report["seconds"] = round(time.perf_counter() - started, 1)
-            (folder / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False))
+            if self.main:
+                (folder / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False))
+            self._written()
             reports[stage] = report
         return reports
 
@@ -184,8 +202,10 @@ class Pipeline:
         return found(self.config, stage) / "model"
 
     def _save(self, model: BertModel, folder: Path, tokenizer: Any = None) -> dict[str, Any]:
-        model.save_pretrained(str(folder / "model"), safe_serialization=True)
-        (tokenizer or self.tokenizer).save_pretrained(str(folder / "model"))
+        if self.main:
+            model.save_pretrained(str(folder / "model"), safe_serialization=True)
+            (tokenizer or self.tokenizer).save_pretrained(str(folder / "model"))
+        self._written()
         return {"size_bytes": size_on_disk(folder / "model")} | shape(model)
 
     def _layers(self, folder: Path) -> dict[str, Any]:
@@ -210,7 +230,8 @@ class Pipeline:
         pruned = prune_ffn(model, keep)
         before = validate(model, teacher, val, pad, chosen, self.config.distill)
         after = validate(pruned, teacher, val, pad, chosen, self.config.distill)
-        torch.save({"importance": importance, "kept": keep}, folder / "importance.pt")
+        if self.main:
+            torch.save({"importance": importance, "kept": keep}, folder / "importance.pt")
         return {
             "importance_texts": len(sample),
             "val_before": before,
@@ -247,6 +268,7 @@ class Pipeline:
         )
         teacher.load_state_dict(torch.load(head_file, map_location="cpu"))
         student = load_encoder(source)
+        torch.manual_seed(self.config.seed)  # the classifier's initial weights, when not copied
         classifier = torch.nn.Linear(student.config.hidden_size, len(labels))
         if student.config.hidden_size == teacher.classifier.in_features:
             classifier.load_state_dict(teacher.classifier.state_dict())
@@ -255,7 +277,8 @@ class Pipeline:
         chosen = self.report("layers")["teacher_layers"]
         heads = (classifier, teacher.classifier)
         result = distill(student, teacher.encoder, train, val, pad, chosen, settings, folder, heads)
-        torch.save(classifier.state_dict(), folder / "classifier.pt")
+        if self.main:
+            torch.save(classifier.state_dict(), folder / "classifier.pt")
         direct = EncoderClassifier(student, labels, "full")
         direct.classifier.load_state_dict(classifier.state_dict())
         own = {}
@@ -309,9 +332,12 @@ class Pipeline:
 
     def _vocab(self, folder: Path) -> dict[str, Any]:
         source = self.encoder_dir("task")
-        trim = trim_model(
-            source, folder / "model", self.vocab_texts, self.val_texts, self.config.vocab_size
-        )
+        trim: dict[str, Any] = {}  # the report is the main process's
+        if self.main:
+            trim = trim_model(
+                source, folder / "model", self.vocab_texts, self.val_texts, self.config.vocab_size
+            )
+        self._written()
         model = load_encoder(folder / "model")
         return {"trim": trim, "size_bytes": size_on_disk(folder / "model")} | shape(model)
 
@@ -384,7 +410,8 @@ class Pipeline:
         best = max(runs, key=lambda r: r["dev_macro_f1"])  # the first wins a tie
         if name == "vocab":  # the final student: its best head (by dev) is exported
             chosen = self._head_file(folder, name, best["seed"], rate)
-            shutil.copyfile(chosen, folder / "final-head.pt")
+            if self.main:
+                shutil.copyfile(chosen, folder / "final-head.pt")
         lengths = [len(x) for x in split["test"][0]]
 
         def spread(key: str) -> dict[str, float]:
@@ -430,12 +457,15 @@ class Pipeline:
         head = self.config.head
         settings = HeadSettings(head.kind, reduction, rate, head.batch_size, head.epochs, seed)
         base = self.config.base
-        if not saved.is_file() and base is not None and name in ("uncompressed", *SHARED_STAGES):
+        reused = base is not None and name in ("uncompressed", *SHARED_STAGES)
+        if self.main and not saved.is_file() and reused:
+            assert base is not None
             theirs = base / folder.name / saved.relative_to(folder)
             for suffix in (".json", ".pt"):
                 if theirs.with_suffix(suffix).is_file():
                     saved.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(theirs.with_suffix(suffix), saved.with_suffix(suffix))
+        self._written()
         if saved.is_file():
             earlier = json.loads(saved.read_text())
             if earlier.get("settings") == asdict(settings):
@@ -449,13 +479,15 @@ class Pipeline:
             "test_accuracy": test["accuracy"],
             "test_macro_f1": test["macro_f1"],
         }
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        if name in ("uncompressed", "vocab"):  # the task distillation's teacher; the served
-            torch.save(model.state_dict(), self._head_file(folder, name, seed, rate))
-        saved.write_text(json.dumps(report, indent=2))
-        shown = ("seed", "best_epoch", "dev_macro_f1", "test_accuracy", "test_macro_f1")
-        line = {"model": name, "learning_rate": rate} | {k: report[k] for k in shown}
-        print(json.dumps(line), flush=True)
+        if self.main:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            if name in ("uncompressed", "vocab"):  # the task distillation's teacher; the served
+                torch.save(model.state_dict(), self._head_file(folder, name, seed, rate))
+            saved.write_text(json.dumps(report, indent=2))
+            shown = ("seed", "best_epoch", "dev_macro_f1", "test_accuracy", "test_macro_f1")
+            line = {"model": name, "learning_rate": rate} | {k: report[k] for k in shown}
+            print(json.dumps(line), flush=True)
+        self._written()
         return report
 
     def _export(self, folder: Path) -> dict[str, Any]:
@@ -469,5 +501,9 @@ class Pipeline:
         assert bundle is not None
         assert bundle.sources is not None
         assert bundle.out is not None
-        pack(self, head_file, heads, bundle.sources)
-        return {"sources": str(bundle.sources)} | build(bundle.sources, bundle.out, record=True)
+        built: dict[str, Any] = {"sources": str(bundle.sources)}
+        if self.main:
+            pack(self, head_file, heads, bundle.sources)
+            built |= build(bundle.sources, bundle.out, record=True)
+        self._written()
+        return built

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -35,14 +35,15 @@ from training.compress.tagger import (
 )
 from training.data import read_table
 from training.evaluate.metrics import scores
-from training.settings_files import read_settings, validated
+from training.loop import processes
+from training.settings_files import Settings
+from training.sources import TaskHeadSources, read_sources, write_sources
 from training.weights.resolve import resolve_model
 
 ENCODER_CONFIG, WEIGHTS, HEAD = "encoder-config.json", "model.safetensors", "head.safetensors"
 
 
-class TaskHeads(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TaskHeads(Settings):
     reduction: int | None = Field(default=None, ge=1)  # default: 2 below 384 wide, else 16
     learning_rates: list[float] = Field(default_factory=lambda: [1e-3, 3e-3], min_length=1)
     batch_size: int = Field(default=16, ge=1)
@@ -50,8 +51,7 @@ class TaskHeads(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
 
 
-class TaskSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TaskSpec(Settings):
     data: Path  # train.tsv, dev.tsv and (optionally) test.tsv
     kind: Literal["sequence", "tokens"]
     scheme: Literal["tags", "iob2"] | None = None  # tokens only
@@ -63,8 +63,7 @@ class TaskSpec(BaseModel):
     head: TaskHeads | None = None  # this task's own settings (default: the config's)
 
 
-class TasksConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TasksConfig(Settings):
     language: str
     student: Path  # a compressed student's sources
     out: Path
@@ -77,10 +76,6 @@ class TasksConfig(BaseModel):
     sources: Path = Path("models/sources")  # where each task's sources are written
     models: Path = Path("models")  # where its bundle is built
     threads: int = Field(default=0, ge=0)
-
-    @classmethod
-    def from_file(cls, path: Path) -> TasksConfig:
-        return validated(cls, read_settings(path), path)
 
 
 def load_student(source_dir: Path) -> tuple[BertModel, Any]:
@@ -207,7 +202,8 @@ class TaskRun:
             "figures": {k: spread(k) for k in figures},
             "runs": runs,
         }
-        (self.folder / "report.json").write_text(json.dumps(result, indent=2))
+        if processes().is_main_process:
+            (self.folder / "report.json").write_text(json.dumps(result, indent=2))
         return result
 
     def _file(self, seed: int, rate: float, suffix: str) -> Path:
@@ -253,11 +249,14 @@ class TaskRun:
             ("report", report, self.report[1]),
         ):
             result |= {f"{prefix}_{k}": v for k, v in self.score(encoded, gold, model).items()}
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        head_state = {k: v for k, v in model.state_dict().items() if _is_head(k)}
-        torch.save(head_state, self._file(seed, rate, ".pt"))
-        saved.write_text(json.dumps(result, indent=2))
-        print(json.dumps({"task": self.task} | result), flush=True)
+        state = processes()
+        if state.is_main_process:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            head_state = {k: v for k, v in model.state_dict().items() if _is_head(k)}
+            torch.save(head_state, self._file(seed, rate, ".pt"))
+            saved.write_text(json.dumps(result, indent=2))
+            print(json.dumps({"task": self.task} | result), flush=True)
+        state.wait_for_everyone()
         return result
 
     def pack(self, result: dict[str, Any]) -> Path:
@@ -317,7 +316,7 @@ class TaskRun:
             ],
             "reference": {"texts": reference, "labels": None},
         }
-        (out / "source.json").write_text(json.dumps(source, indent=2, ensure_ascii=False))
+        write_sources(out, source)
         return out
 
 
@@ -352,9 +351,11 @@ def run_tasks(
         if baseline:
             summary[task] = {"report": str(folder / "report.json")} | figures
             continue
-        sources = run.pack(result)
-        built = build_task_head(sources, config.models / sources.name, record=True)
-        summary[task] = {"sources": str(sources), "bundle": built["bundle"]} | figures
+        if processes().is_main_process:  # the other processes only trained their shares
+            sources = run.pack(result)
+            built = build_task_head(sources, config.models / sources.name, record=True)
+            summary[task] = {"sources": str(sources), "bundle": built["bundle"]} | figures
+        processes().wait_for_everyone()
     return summary
 
 
@@ -367,17 +368,15 @@ def load_baseline(reference: str) -> tuple[BertModel, Any]:
     return encoder.eval(), AutoTokenizer.from_pretrained(path)
 
 
-def rebuild_task_model(source_dir: Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+def rebuild_task_model(source_dir: Path) -> tuple[torch.nn.Module, Any, TaskHeadSources]:
     """The body's encoder with the task's head on it, from the committed sources."""
-    source = json.loads((source_dir / "source.json").read_text())
-    if source.get("kind") != "task-head":
-        raise ValueError(f"{source_dir / 'source.json'} describes a {source.get('kind')!r} model")
-    body = (source_dir / source["body"]).resolve()
+    source: TaskHeadSources = read_sources(source_dir, TaskHeadSources)
+    body = (source_dir / source.body).resolve()
     if not (body / WEIGHTS).is_file():
         raise FileNotFoundError(f"{source_dir}: its body {body} has no {WEIGHTS}")
     encoder, tokenizer = load_student(body)
-    labels, reduction = source["labels"], int(source["reduction"])
-    tokens = source["bundle"]["task"] == "token-classification"
+    labels, reduction = source.labels, source.reduction
+    tokens = source.bundle.task == "token-classification"
     model: torch.nn.Module = (
         TokenClassifier(encoder, labels, reduction)
         if tokens
@@ -387,7 +386,7 @@ def rebuild_task_model(source_dir: Path) -> tuple[torch.nn.Module, Any, dict[str
     missing, unexpected = model.load_state_dict(head, strict=False)
     if unexpected or any(_is_head(k) for k in missing):
         raise ValueError(f"{source_dir / HEAD} does not fit the body: {unexpected or missing}")
-    tokenizer.model_max_length = int(source["max_length"])
+    tokenizer.model_max_length = source.max_length
     return model.eval(), tokenizer, source
 
 
@@ -407,10 +406,10 @@ def build_task_head(source_dir: Path, out: Path, record: bool = False) -> dict[s
     from training.export.rebuild import export_from_sources
 
     model, tokenizer, source = rebuild_task_model(source_dir)
-    tokens = source["bundle"]["task"] == "token-classification"
+    tokens = source.bundle.task == "token-classification"
     description = (
-        f"{source['bundle']['language']} {source['bundle']['name']}: "
-        f"{'token' if tokens else 'text'} head on the compressed student {source['body']}"
+        f"{source.bundle.language} {source.bundle.name}: "
+        f"{'token' if tokens else 'text'} head on the compressed student {source.body}"
     )
     predictor = predict_word_tags if tokens else None
     return export_from_sources(model, tokenizer, source_dir, out, record, description, predictor)

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,19 @@ class BundleSpec:
             raise ValueError(f"a token-classification bundle needs label_scheme in {LABEL_SCHEMES}")
         if not tokens and self.label_scheme is not None:
             raise ValueError(f"label_scheme is for token classification, not {self.task!r}")
+
+
+def check_manifest(manifest: dict[str, Any]) -> None:
+    """A manifest the service would refuse is refused here, before anything is written: the
+    schema (the bundle contract) is read as data from the service's package, not imported."""
+    import jsonschema
+
+    text = resources.files("app").joinpath("manifest.schema.json").read_text(encoding="utf-8")
+    validator = jsonschema.Draft202012Validator(json.loads(text))
+    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
+        raise ValueError(f"the manifest does not match the schema at {where}: {errors[0].message}")
 
 
 def _sha256(path: Path) -> str:
@@ -132,6 +146,7 @@ def write_bundle(
             "evaluation": spec.evaluation,
             "files": files,
         }
+        check_manifest(manifest)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         if out_dir.exists():
             shutil.rmtree(out_dir)

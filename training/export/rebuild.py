@@ -4,7 +4,6 @@ export the bundle with parity. Shared by KDA students and compressed students.""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,7 @@ from transformers import PreTrainedTokenizerFast
 
 from training.export.bundle import BundleSpec, write_bundle
 from training.export.onnx import ExportSpec
-from training.sources import DIGEST_KEY, digest
-
-SOURCE = "source.json"
-
+from training.sources import DIGEST_KEY, digest, read_sources, write_sources
 
 Predictor = Callable[[nn.Module, PreTrainedTokenizerFast, list[str]], list[str]]
 
@@ -46,41 +42,41 @@ def export_from_sources(
 ) -> dict[str, Any]:
     """With `record`, store the model's reference predictions in the sources; otherwise refuse a
     model that changes any of them. Then write the bundle the sources describe to `out`."""
-    source = json.loads((source_dir / SOURCE).read_text())
-    reference = source["reference"]
-    labels = (predictor or predict)(model.eval(), tokenizer, reference["texts"])
+    source = read_sources(source_dir)
+    reference = source.reference
+    labels = (predictor or predict)(model.eval(), tokenizer, reference.texts)
     if record:
-        reference["labels"] = labels
-        (source_dir / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
-    elif reference["labels"] is not None and labels != reference["labels"]:
-        changed = sum(a != b for a, b in zip(labels, reference["labels"], strict=True))
+        reference.labels = labels
+        write_sources(source_dir, source)
+    elif reference.labels is not None and labels != reference.labels:
+        changed = sum(a != b for a, b in zip(labels, reference.labels, strict=True))
         raise ValueError(
             f"the model rebuilt from {source_dir} changes {changed} of "
             f"{len(labels)} reference predictions: the base model or the sources differ"
         )
-    info = source["bundle"]
+    info = source.bundle
     config: Any = model.config
     spec = BundleSpec(
-        name=info["name"],
-        version=info["version"],
-        task=info["task"],
-        language=info["language"],
+        name=info.name,
+        version=info.version,
+        task=info.task,
+        language=info.language,
         labels=[config.id2label[i] for i in range(config.num_labels)],
-        max_length=int(source["max_length"]),
-        variants=tuple(info["variants"]),
-        default=bool(info.get("default", True)),
-        label_scheme=info.get("label_scheme"),
+        max_length=source.max_length,
+        variants=tuple(info.variants),
+        default=info.default,
+        label_scheme=info.label_scheme,
         description=description,
-        provenance=source["provenance"] | {DIGEST_KEY: digest(source_dir)},
-        evaluation=source["evaluation"],
-        preprocessing=source.get("preprocessing", {}),
+        provenance=source.provenance | {DIGEST_KEY: digest(source_dir)},
+        evaluation=source.evaluation,
+        preprocessing=source.preprocessing,
     )
-    export = ExportSpec(min_variant_agreement=float(info["min_variant_agreement"]))
-    manifest = write_bundle(model, tokenizer, spec, out, reference["texts"][:64], export)
+    export = ExportSpec(min_variant_agreement=info.min_variant_agreement)
+    manifest = write_bundle(model, tokenizer, spec, out, reference.texts[:64], export)
     return {
         "bundle": str(out),
         "variants": sorted(manifest["variants"]),
         "parity": manifest["parity"],
         "reference_texts": len(labels),
-        "reference_checked": reference["labels"] is not None and not record,
+        "reference_checked": reference.labels is not None and not record,
     }

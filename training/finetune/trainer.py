@@ -82,8 +82,9 @@ class Finetuner:
         return {"val_accuracy": result["accuracy"], "val_macro_f1": result["macro_f1"]}
 
     def keep(self, module: nn.Module, out: Path | None) -> None:
-        module.save_pretrained(str(out))  # type: ignore[operator]
-        self.tokenizer.save_pretrained(str(out))
+        if out is not None:  # the main process: the best model is the run's output
+            module.save_pretrained(str(out))  # type: ignore[operator]
+            self.tokenizer.save_pretrained(str(out))
 
     def train_mode(self, module: nn.Module) -> None:
         module.train()

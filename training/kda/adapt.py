@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from tokenizers import Tokenizer, normalizers
 from tqdm import tqdm
 
@@ -37,13 +37,12 @@ from training.batches import pad_rows
 from training.data import normalise
 from training.kda.student import KDAStudent
 from training.kda.train import FitSettings, fit
-from training.settings_files import read_settings, validated
+from training.settings_files import Settings
 
 REPORT = "adapt-report.json"
 
 
-class AdaptConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AdaptConfig(Settings):
     sources: Path  # committed sources of a KDA student (models/sources/<name>)
     labels: Path  # an `ensemble label` directory
     out: Path
@@ -61,11 +60,6 @@ class AdaptConfig(BaseModel):
     clip: float = Field(default=1.0, gt=0)
     seed: int = 13
     threads: int = Field(default=0, ge=0)
-
-    @classmethod
-    def from_file(cls, path: Path, **overrides: Any) -> AdaptConfig:
-        data = read_settings(path) | {k: v for k, v in overrides.items() if v is not None}
-        return validated(cls, data, path)
 
 
 def with_preprocessing(tokenizer: Any, preprocessing: dict[str, Any]) -> Any:
@@ -159,7 +153,7 @@ def run(config: AdaptConfig) -> dict[str, Any]:
         "heldout": len(held_rows),
     }
 
-    base_dir = Path(resolve_model(source["base"]))
+    base_dir = Path(resolve_model(source.base))
     kept = json.loads((config.sources / "kept-pieces.json").read_text())
     pieces_before = len(kept)
     before = unk_share(tokenizer.backend_tokenizer, [prepared[i] for i in held_rows])

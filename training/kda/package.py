@@ -21,9 +21,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
-from training.export.rebuild import SOURCE, export_from_sources
+from training.export.rebuild import export_from_sources
 from training.kda.config import KDAConfig
 from training.kda.student import KDAStudent
+from training.sources import KDASources, Reference, read_sources, write_sources
 from training.vocab.trim import write_tokenizer
 
 WEIGHTS = "student.safetensors"
@@ -65,7 +66,7 @@ def pack(
     affect training)."""
     from training.weights.resolve import resolve_model
 
-    config = KDAConfig(**json.loads((run_dir / "kda-config.json").read_text()))
+    config = KDAConfig.from_file(run_dir / "kda-config.json")
     if bundle_from is not None:
         config.bundle = KDAConfig.from_file(bundle_from).bundle
     adapter_file = run_dir / "adapter.safetensors"
@@ -116,23 +117,21 @@ def pack(
         "evaluation": evaluation or [],
         "reference": {"texts": reference_texts, "labels": None},
     }
-    (out / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+    write_sources(out, source)
     return {"out": str(out), "kept_pieces": len(kept), "tensors": len(tensors)}
 
 
-def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFast, dict]:
+def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFast, KDASources]:
     """The student and its tokenizer from committed sources + the imported base model."""
     from training.weights.resolve import resolve_model
 
-    source = json.loads((source_dir / SOURCE).read_text())
-    if source.get("kind") != "kda":
-        raise ValueError(f"{source_dir / SOURCE} describes a {source.get('kind')!r} model")
-    base_dir = Path(resolve_model(source["base"]))
-    if _sha256(base_dir / "tokenizer.json") != source["base_tokenizer_sha256"]:
+    source: KDASources = read_sources(source_dir, KDASources)
+    base_dir = Path(resolve_model(source.base))
+    if _sha256(base_dir / "tokenizer.json") != source.base_tokenizer_sha256:
         raise ValueError(f"{base_dir} has another tokenizer than the one {source_dir} was cut from")
     kept = json.loads((source_dir / KEPT).read_text())
-    tokenizer, table = _pieces(base_dir, kept, source.get("preprocessing", {}))
-    tokenizer.model_max_length = int(source["max_length"])
+    tokenizer, table = _pieces(base_dir, kept, source.preprocessing)
+    tokenizer.model_max_length = source.max_length
 
     tensors = {k: v.float() for k, v in load_file(str(source_dir / WEIGHTS)).items()}
     config = AutoConfig.from_pretrained(str(source_dir / TEACHER_CONFIG))
@@ -146,12 +145,10 @@ def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFa
     )
     if [m for m in missing if m != SKIPPED] or unexpected:
         raise ValueError(f"{source_dir / WEIGHTS} does not fit its teacher config: {missing}")
-    student = KDAStudent(
-        teacher, table, source["variant"], source["svd_rank"], source["heads"], dropout=0.0
-    )
+    student = KDAStudent(teacher, table, source.variant, source.svd_rank, source.heads, dropout=0.0)
     adapter = {k[len(ADAPTER_PREFIX) :]: v for k, v in tensors.items() if k.startswith("adapter.")}
     student.adapter.load_state_dict(adapter)
-    shift = source.get("logit_shift")
+    shift = source.logit_shift
     if shift is not None:  # prior correction, baked into the head's bias (see training/prior.py)
         bias = _last_linear(_head(teacher)).bias
         with torch.no_grad():
@@ -205,7 +202,7 @@ def build(source_dir: Path, out: Path, record: bool = False) -> dict[str, Any]:
     """Export the bundle of `source_dir`; with `record`, store the reference predictions in the
     sources, otherwise check the rebuilt student against them."""
     student, tokenizer, source = rebuild_student(source_dir)
-    description = f"KDA student ({source['variant']} adapter)"
+    description = f"KDA student ({source.variant} adapter)"
     return export_from_sources(student, tokenizer, source_dir, out, record, description)
 
 
@@ -225,7 +222,7 @@ def pack_adapted(
     tensors = {k: v for k, v in load_file(str(base / WEIGHTS)).items()}
     adapter = torch.load(run_dir / "adapter.pt", map_location="cpu", weights_only=True)
     tensors |= {ADAPTER_PREFIX + k: v.half().contiguous() for k, v in adapter.items()}
-    source = json.loads((base / SOURCE).read_text())
+    source: KDASources = read_sources(base, KDASources)
     kept = json.loads((run_dir / KEPT).read_text())
     ensemble = json.loads((config.labels / "ensemble-report.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
@@ -233,26 +230,26 @@ def pack_adapted(
         (out / TEACHER_CONFIG).write_text((base / TEACHER_CONFIG).read_text())
     save_file(tensors, str(out / WEIGHTS))
     (out / KEPT).write_text(json.dumps(kept))
-    source["preprocessing"] = (
+    source.preprocessing = (
         {"lowercase": True, "unicode_normalization": "NFC"}
         if config.lowercase
         else {"unicode_normalization": "NFC"}
     )
-    provenance = source["provenance"]
+    provenance = source.provenance
     labels = json.loads((base / TEACHER_CONFIG).read_text())["id2label"]
     names = [labels[str(i)] for i in range(len(labels))]
     if "prior" in report:
         # the base's own shift was in the head the adapter trained on: the two add up
-        earlier = source.get("logit_shift") or [0.0] * len(names)
+        earlier = source.logit_shift or [0.0] * len(names)
         shift = [a + b for a, b in zip(earlier, report["prior"]["logit_shift"], strict=True)]
-        source["logit_shift"] = [round(x, 4) for x in shift]
+        source.logit_shift = [round(x, 4) for x in shift]
         assumed = report["prior"]["target"]
     else:
         assumed = report["prior_trained_under"]
     # the class prior the exported logits assume, for whoever corrects them again
     provenance["prior"] = dict(zip(names, assumed, strict=True))
     provenance["method"] = f"{provenance['method'].split(' + ')[0]} + in-domain adaptation"
-    provenance["target_embeddings"] = f"{source['base']} trimmed to {len(kept)} pieces"
+    provenance["target_embeddings"] = f"{source.base} trimmed to {len(kept)} pieces"
     provenance["adaptation"] = {
         "texts": report["texts"],
         "heldout": report["heldout"],
@@ -262,7 +259,7 @@ def pack_adapted(
         "vocabulary": report["vocabulary"],
         "prior": report.get("prior"),
     }
-    source["evaluation"] = evaluation or []
-    source["reference"] = {"texts": reference_texts, "labels": None}
-    (out / SOURCE).write_text(json.dumps(source, indent=2, ensure_ascii=False))
+    source.evaluation = evaluation or []
+    source.reference = Reference(texts=reference_texts)
+    write_sources(out, source)
     return {"out": str(out), "kept_pieces": len(kept), "tensors": len(tensors)}

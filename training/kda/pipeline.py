@@ -21,6 +21,7 @@ from training.kda.config import KDAConfig
 from training.kda.data import balance, pseudo_label, read_pairs, split_heldout
 from training.kda.student import KDAStudent, TeacherKind, teacher_kind
 from training.kda.train import FeatureTargets, FitSettings, fit
+from training.loop import processes
 
 
 def _digest(config: KDAConfig) -> str:
@@ -70,7 +71,12 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
         torch.set_num_threads(config.threads)
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "kda-config.json").write_text(json.dumps(config.to_json(), indent=2))
+    # under `accelerate launch` / torchrun: every process trains its share of each batch; the
+    # main one labels the pairs first (the others read its cache) and alone writes files
+    state = processes()
+    main = state.is_main_process
+    if main:
+        (out / "kda-config.json").write_text(json.dumps(config.to_json(), indent=2))
     teacher = AutoModelForSequenceClassification.from_pretrained(
         config.teacher, dtype=torch.float32
     )
@@ -82,9 +88,11 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
     pairs = read_pairs(config.parallel, config.limit)
     print(f"{len(pairs.source)} pairs; teacher: {kind} with labels {labels}", flush=True)
 
-    probs, sentence = _teacher_targets(config, teacher, kind, teacher_tok, pairs.source)
+    with state.main_process_first():
+        probs, sentence = _teacher_targets(config, teacher, kind, teacher_tok, pairs.source)
     keep, balance_report = balance(probs.argmax(1), labels, config.balance, config.seed)
-    (out / "balance.json").write_text(json.dumps(balance_report, indent=2))
+    if main:
+        (out / "balance.json").write_text(json.dumps(balance_report, indent=2))
     print(f"labels before {balance_report['before']} after {balance_report['after']}")
 
     target_tok, target_table = load_target(config.target)
@@ -96,6 +104,7 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
     if config.feature_weight:
         assert sentence is not None
         features = FeatureTargets.standardise(sentence[keep][train_idx], sentence[keep][held_idx])
+    torch.manual_seed(config.seed)  # the adapter's initial weights: a rerun is the same run
     student = KDAStudent(
         teacher, target_table, config.variant, config.svd_rank, config.heads, config.dropout
     )
@@ -136,15 +145,18 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
         balance=balance_report,
         pairs=len(pairs.source),
     )
-    save_file(
-        {k: v.contiguous() for k, v in student.adapter.state_dict().items()},
-        str(out / "adapter.safetensors"),
-    )
-    if export:
-        report["bundle"] = export_bundle(
-            student.cpu(), target_tok, config, labels, [targets[i] for i in held_idx[:64]], report
+    if main:
+        save_file(
+            {k: v.contiguous() for k, v in student.adapter.state_dict().items()},
+            str(out / "adapter.safetensors"),
         )
-    (out / "kda-report.json").write_text(json.dumps(report, indent=2))
+        if export:
+            parity = [targets[i] for i in held_idx[:64]]
+            report["bundle"] = export_bundle(
+                student.cpu(), target_tok, config, labels, parity, report
+            )
+        (out / "kda-report.json").write_text(json.dumps(report, indent=2))
+    state.wait_for_everyone()
     return report
 
 

@@ -144,9 +144,9 @@ class _KDAMethod:
         return {f"heldout_{k}": v for k, v in held.items()}
 
     def keep(self, module: nn.Module, out: Path | None) -> None:
-        assert out is not None
-        adapter = module.adapter.state_dict()  # type: ignore[union-attr]
-        torch.save({k: v.detach().cpu() for k, v in adapter.items()}, out / BEST_ADAPTER)
+        if out is not None:  # the main process; every process reloads it after the run
+            adapter = module.adapter.state_dict()  # type: ignore[union-attr]
+            torch.save({k: v.detach().cpu() for k, v in adapter.items()}, out / BEST_ADAPTER)
 
     def train_mode(self, module: nn.Module) -> None:
         module.train()  # the student keeps its teacher in eval mode itself

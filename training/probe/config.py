@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from training.settings_files import read_settings, validated
+from training.settings_files import Settings
 
 
-class LabelledFile(BaseModel):
+class LabelledFile(Settings):
     """One labelled table. `polar`: the file only knows negative/positive (SST-2): its rows
     are scored over those two logits, so it teaches "not neutral" without inventing neutral
     labels."""
 
-    model_config = ConfigDict(extra="forbid")
     path: Path
     text_column: str = "text"
     label_column: str = "label"
@@ -25,8 +24,7 @@ class LabelledFile(BaseModel):
     weight: float = Field(default=1.0, gt=0)
 
 
-class ProbeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProbeConfig(Settings):
     model: str = "e5-small"
     prefix: str = "query: "
     max_length: int = Field(default=128, ge=8)
@@ -39,8 +37,3 @@ class ProbeConfig(BaseModel):
     learning_rate: float = Field(default=0.01, gt=0, lt=1)
     seed: int = 13
     out: Path
-
-    @classmethod
-    def from_file(cls, path: Path, **overrides: object) -> ProbeConfig:
-        data = read_settings(path) | {k: v for k, v in overrides.items() if v is not None}
-        return validated(cls, data, path)

@@ -76,7 +76,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     results: list[dict[str, Any]] = []
     for run in args.runs:
-        config = CompressConfig(**json.loads((run / "compress-config.json").read_text()))
+        config = CompressConfig.from_file(run / "compress-config.json")
         pipeline = Pipeline(config)
         data, labels = pipeline.task_data(), pipeline.labels()
         for name, path, _ in pipeline.head_models():

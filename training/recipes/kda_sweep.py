@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = KDAConfig(**json.loads((args.run / "kda-config.json").read_text()))
+    config = KDAConfig.from_file(args.run / "kda-config.json")
     probs = np.load(args.run / "pseudo-labels.npz")["probs"]
     pairs = read_pairs(config.parallel, config.limit)
     teacher = AutoModelForSequenceClassification.from_pretrained(
