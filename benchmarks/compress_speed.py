@@ -33,12 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.compress import MODEL_STAGES
 from training.compress.config import CompressConfig
+from training.compress.encoders import load_encoder
 from training.compress.head import EncoderClassifier
-from training.compress.pipeline import (
-    found,
-    load_encoder,
-    task_labels,
-)
+from training.compress.pipeline import found, task_labels
 from training.data import read_table
 from training.export.onnx import ExportSpec, export_onnx
 from training.export.parity import full_length_batches

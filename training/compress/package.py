@@ -5,42 +5,48 @@ sources are simply its weights in fp16, its encoder config and its trimmed token
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-from training.compress import MODEL_STAGES
+from training.compress.config import CompressConfig
+from training.compress.encoders import ENCODER_CONFIG, WEIGHTS, load_encoder
 from training.compress.head import EncoderClassifier
 from training.evaluate.metrics import scores
 from training.export.rebuild import export_from_sources, predict
 from training.sources import CompressedSources, read_sources, write_sources
 
-if TYPE_CHECKING:
-    from training.compress.pipeline import Pipeline
-
-WEIGHTS = "model.safetensors"
-ENCODER_CONFIG = "encoder-config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def pack(pipeline: Pipeline, head_file: Path, heads: dict[str, Any], out: Path) -> None:
+@dataclass
+class Student:
+    """What the pipeline hands over to be packed: the final encoder's directory, every
+    model stage's report, the exported head and the heads stage's report."""
+
+    encoder_dir: Path
+    stages: dict[str, dict[str, Any]]
+    head_file: Path
+    heads: dict[str, Any]
+
+
+def pack(
+    config: CompressConfig, student: Student, test: tuple[list[str], list[int]], out: Path
+) -> None:
     """Write the final student + head to `out` with its SIB-200 test figures, measured on the
     model as rebuilt from the fp16 sources (so the figures are the bundle's)."""
-    from training.compress.pipeline import load_encoder
-
-    config = pipeline.config
-    assert config.bundle is not None
-    final = heads["results"]["vocab"]
-    encoder_dir = pipeline.encoder_dir("vocab")
-    labels = heads["labels"]
+    final = student.heads["results"]["vocab"]
+    encoder_dir, stages = student.encoder_dir, student.stages
+    labels = student.heads["labels"]
     model = EncoderClassifier(
         load_encoder(encoder_dir), labels, final["head_kind"], final["reduction"]
     )
-    model.load_state_dict(torch.load(head_file, map_location="cpu"))
+    model.load_state_dict(torch.load(student.head_file, map_location="cpu"))
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -50,9 +56,8 @@ def pack(pipeline: Pipeline, head_file: Path, heads: dict[str, Any], out: Path) 
     for name in TOKENIZER_FILES:
         if (encoder_dir / name).is_file():
             shutil.copyfile(encoder_dir / name, out / name)
-    stages = {stage: pipeline.report(stage) for stage in MODEL_STAGES}
     task_aware = "same_as" not in stages["task"]
-    test_texts, test_gold = pipeline.task_data()["test"]
+    test_texts, test_gold = test
     source: dict[str, Any] = {
         "kind": "compressed",
         "labels": labels,

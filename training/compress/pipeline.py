@@ -33,6 +33,7 @@ from transformers import AutoTokenizer, BertModel
 from training.compress import MODEL_STAGES, SHARED_STAGES, STAGES
 from training.compress.config import CompressConfig, TaskConfig
 from training.compress.distill import distill, ffn_importance, most_important, validate
+from training.compress.encoders import load_encoder
 from training.compress.head import EncoderClassifier, HeadSettings, train_head
 from training.compress.head import predict as predict_ids
 from training.compress.surgery import parameters, prune_ffn, reduce_layers, truncate_hidden
@@ -80,13 +81,6 @@ def check_base(config: CompressConfig) -> None:
     differing = [key for key in BASE_KEYS if theirs.get(key) != ours.get(key)]
     if differing:
         raise ValueError(f"base {config.base} was run with other settings: {differing}")
-
-
-def load_encoder(path: Path | str) -> BertModel:
-    model: BertModel = BertModel.from_pretrained(
-        str(path), dtype=torch.float32, add_pooling_layer=False
-    )
-    return model.eval()
 
 
 def task_labels(task: TaskConfig) -> list[str]:
@@ -491,7 +485,7 @@ class Pipeline:
         return report
 
     def _export(self, folder: Path) -> dict[str, Any]:
-        from training.compress.package import build, pack
+        from training.compress.package import Student, build, pack
 
         head_file = stage_dir(self.config, "heads") / "final-head.pt"
         if not head_file.is_file():
@@ -503,7 +497,10 @@ class Pipeline:
         assert bundle.out is not None
         built: dict[str, Any] = {"sources": str(bundle.sources)}
         if self.main:
-            pack(self, head_file, heads, bundle.sources)
+            stages = {stage: self.report(stage) for stage in MODEL_STAGES}
+            test = self.task_data()["test"]
+            student = Student(self.encoder_dir("vocab"), stages, head_file, heads)
+            pack(self.config, student, test, bundle.sources)
             built |= build(bundle.sources, bundle.out, record=True)
         self._written()
         return built

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from pydantic import Field
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers import BertModel
 
+from training.compress.encoders import WEIGHTS, load_baseline, load_student
 from training.compress.head import EncoderClassifier, HeadSettings, train_head
 from training.compress.head import predict as predict_texts
 from training.compress.tagger import (
@@ -38,9 +39,8 @@ from training.evaluate.metrics import scores
 from training.loop import processes
 from training.settings_files import Settings
 from training.sources import TaskHeadSources, read_sources, write_sources
-from training.weights.resolve import resolve_model
 
-ENCODER_CONFIG, WEIGHTS, HEAD = "encoder-config.json", "model.safetensors", "head.safetensors"
+HEAD = "head.safetensors"  # the task head: adapters and classifier (the body is the student)
 
 
 class TaskHeads(Settings):
@@ -76,21 +76,6 @@ class TasksConfig(Settings):
     sources: Path = Path("models/sources")  # where each task's sources are written
     models: Path = Path("models")  # where its bundle is built
     threads: int = Field(default=0, ge=0)
-
-
-def load_student(source_dir: Path) -> tuple[BertModel, Any]:
-    """The student body from compressed sources: its encoder (task adapters left out) and
-    its tokenizer."""
-    config = BertConfig.from_json_file(str(source_dir / ENCODER_CONFIG))
-    encoder = BertModel(config, add_pooling_layer=False)
-    weights = load_file(str(source_dir / WEIGHTS))
-    body = {
-        key.removeprefix("encoder."): value.float()
-        for key, value in weights.items()
-        if key.startswith("encoder.") and ".adapter." not in key
-    }
-    encoder.load_state_dict(body)
-    return encoder.eval(), AutoTokenizer.from_pretrained(str(source_dir))
 
 
 Split = tuple[Any, Any]  # (inputs, gold) of one split
@@ -357,15 +342,6 @@ def run_tasks(
             summary[task] = {"sources": str(sources), "bundle": built["bundle"]} | figures
         processes().wait_for_everyone()
     return summary
-
-
-def load_baseline(reference: str) -> tuple[BertModel, Any]:
-    """The uncompressed encoder (a directory or an importable name such as e5-small)."""
-    path = resolve_model(reference)
-    encoder: BertModel = BertModel.from_pretrained(
-        path, dtype=torch.float32, add_pooling_layer=False
-    )
-    return encoder.eval(), AutoTokenizer.from_pretrained(path)
 
 
 def rebuild_task_model(source_dir: Path) -> tuple[torch.nn.Module, Any, TaskHeadSources]:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
+from training.batches import pad_rows
 from training.export.bundle import BundleSpec, write_bundle
 from training.export.onnx import ExportSpec
 from training.sources import DIGEST_KEY, digest, read_sources, write_sources
@@ -23,10 +24,8 @@ Predictor = Callable[[nn.Module, PreTrainedTokenizerFast, list[str]], list[str]]
 def predict(model: nn.Module, tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> list[str]:
     """Label names for `texts`, one batch padded on the right as the service pads."""
     ids = [list(x) for x in tokenizer(texts, truncation=True)["input_ids"]]
-    width = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id or 0
-    x = torch.tensor([row + [pad] * (width - len(row)) for row in ids])
-    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
+    x, mask = pad_rows(ids, list(range(len(ids))), pad, torch.device("cpu"))
     labels: dict[int, str] = model.config.id2label  # type: ignore[union-attr,assignment]
     return [labels[int(i)] for i in model(input_ids=x, attention_mask=mask).logits.argmax(-1)]
 

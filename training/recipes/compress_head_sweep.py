@@ -20,8 +20,9 @@ import torch
 from transformers import AutoTokenizer
 
 from training.compress.config import CompressConfig
+from training.compress.encoders import load_encoder
 from training.compress.head import HeadSettings, train_head
-from training.compress.pipeline import Pipeline, load_encoder
+from training.compress.pipeline import Pipeline
 
 
 def encode(tokenizer: Any, texts: list[str], length: int) -> list[list[int]]:

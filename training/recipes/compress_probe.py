@@ -19,7 +19,8 @@ import torch
 from transformers import AutoTokenizer
 
 from training.compress.config import CompressConfig
-from training.compress.pipeline import Pipeline, load_encoder
+from training.compress.encoders import load_encoder
+from training.compress.pipeline import Pipeline
 from training.evaluate.metrics import scores
 
 
