@@ -105,6 +105,10 @@ def _request_id(request: Request) -> str | None:
 def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     problems = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":  # its loc is ("body", character position)
+            where = err.get("loc", ("body", "?"))[-1]
+            problems.append({"field": "body", "problem": f"not valid JSON (at character {where})"})
+            continue
         loc = ".".join(str(part) for part in err.get("loc", ()) if part != "body")
         problems.append({"field": loc or "body", "problem": err.get("msg", "invalid")})
     first = problems[0] if problems else {"field": "body", "problem": "invalid"}

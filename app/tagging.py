@@ -6,6 +6,9 @@ A bundle's tags were trained on words, and a word's label sits on its first sub-
 (the usual alignment for POS and NER). Text is split into words (runs of letters and digits,
 joined by inner hyphens or apostrophes, and each other non-space character on its own, as
 Universal Dependencies and CoNLL tokenise); callers who tokenise differently send the words.
+A letter's combining marks stay in its word (Vietnamese typed decomposed, NFD, splits like
+NFC), and an emoji keeps its modifiers and joined parts (👍🏽, 👨‍👩‍👧, ❤️, a flag 🇻🇳): one word.
+Spans count Unicode code points of the text as sent.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
+MARK = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"  # combining
+LETTERS = rf"(?:\w|[{MARK}])+"
+EMOJI_TAIL = "\ufe0f\U0001f3fb-\U0001f3ff"  # variation selector 16, skin tones
+WORD = re.compile(
+    r"[\U0001f1e6-\U0001f1ff]{2}"  # a flag: two regional indicators
+    rf"|{LETTERS}(?:['’-]{LETTERS})*"
+    rf"|[^\w\s](?:\u200d[^\w\s]|[{EMOJI_TAIL}])*"  # a symbol, or an emoji sequence
+)
 
 
 @dataclass(frozen=True, slots=True)

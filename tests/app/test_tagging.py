@@ -4,6 +4,7 @@ served end to end, checked against the exported graph run directly."""
 from __future__ import annotations
 
 import shutil
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -119,6 +120,46 @@ def test_entity_merging_rules() -> None:
     assert found[0].start is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        unicodedata.normalize("NFD", "Sản phẩm tốt quá 😍😍, giao nhanh!"),  # decomposed
+        "Tôi yêu 🇻🇳 👍🏽 👨‍👩‍👧 ❤️ lắm",  # a flag, a skin tone, a family, a heart with its selector
+        "l-Malta sabiħ, m'hemmx!",  # inner hyphens and apostrophes
+    ],
+)
+def test_words_of_any_script_keep_their_spans_and_their_first_piece_tag(
+    client: TestClient, taggers: Path, text: str
+) -> None:
+    result = client.post("/v1/tag/sw", json={"text": text}).json()["results"][0]
+    words = [w["word"] for w in result["words"]]
+    assert words == WordInput.from_text(text).words
+    assert all(text[w["start"] : w["end"]] == w["word"] for w in result["words"])
+    assert result["truncated"] is False
+    assert [w["tag"] for w in result["words"]] == expected_tags(taggers / "sw-pos", words)
+    tokenizer = AutoTokenizer.from_pretrained(str(taggers / "sw-pos" / "tokenizer"))
+    pieces = tokenizer(words, is_split_into_words=True, add_special_tokens=False).word_ids()
+    assert max(pieces.count(i) for i in range(len(words))) > 1  # multi-piece words among them
+
+
+def test_text_splits_into_words_as_universal_dependencies_does() -> None:
+    assert WordInput.from_text("Dodoma, na watu-wengi!").words == [
+        "Dodoma",
+        ",",
+        "na",
+        "watu-wengi",
+        "!",
+    ]
+    nfd = unicodedata.normalize("NFD", "Hà Nội đẹp quá")
+    assert [unicodedata.normalize("NFC", w) for w in WordInput.from_text(nfd).words] == [
+        "Hà",
+        "Nội",
+        "đẹp",
+        "quá",
+    ]  # combining marks stay with their letter
+    assert WordInput.from_text("ok 👍🏽👍 🇻🇳🇰🇪").words == ["ok", "👍🏽", "👍", "🇻🇳", "🇰🇪"]
+
+
 def test_pre_split_words_keep_their_words_and_have_no_offsets(
     client: TestClient, taggers: Path
 ) -> None:
@@ -153,6 +194,16 @@ def test_words_past_the_limit_are_marked_never_dropped(client: TestClient) -> No
         ({"texts": ["a"] * 5}, 422, "at most 4 per request"),
         ({"text": "x", "model": "sw-topic"}, 404, "does not serve token-classification"),
         ({"text": "x", "model": None}, 422, "is null"),
+        ({"text": ""}, 422, "texts[0] is empty or only whitespace"),
+        ({"text": "a" * 401}, 422, "texts[0] has 401 characters; at most 400 per text"),
+        ({"text": 5}, 422, "text: Input should be a valid string"),
+        ({"texts": []}, 422, "`texts` is empty"),
+        ({"texts": "abc"}, 422, "texts: Input should be a valid list"),
+        ({"words": "abc"}, 422, "words: Input should be a valid list"),
+        ({"words": [["a"]] * 5}, 422, "5 texts sent; at most 4 per request"),
+        ({}, 422, "give exactly one of `text`, `texts` or `words`"),
+        ({"text": "x", "include_words": "maybe"}, 422, "include_words: Input should be a valid"),
+        ({"text": "x", "model": "nope"}, 404, "model 'nope' does not serve token-classification"),
     ],
 )
 def test_bad_requests_are_refused_with_the_reason(
@@ -161,6 +212,14 @@ def test_bad_requests_are_refused_with_the_reason(
     response = client.post("/v1/tag/sw", json=body)
     assert response.status_code == status
     assert message in response.text
+
+
+def test_a_body_that_is_not_json_is_named(client: TestClient) -> None:
+    response = client.post(
+        "/v1/tag/sw", content=b'{"text": "x",', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "body: not valid JSON (at character 13)"
 
 
 def test_unknown_language_lists_the_tagged_ones(client: TestClient) -> None:
