@@ -1,5 +1,6 @@
-"""POST /v1/tag/{language}: token-classification bundles (POS-style tags and IOB2 entities)
-served end to end, checked against the exported graph run directly."""
+"""A language's other tasks: POST /v1/tag/{language} (token-classification bundles, POS-style
+tags and IOB2 entities, checked against the exported graph run directly) and POST
+/v1/sentiment/{language}."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def taggers(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
     build_bundle(
         root, "sw-a-tiny", "classification", "sw", ["x", "y"], seed=6, default=False
     )  # sorts first, yet only answers when named
+    build_bundle(root, "sw-sentiment", "sentiment", "sw", ["negative", "positive"], seed=7)
     shutil.copytree(built["sw-topic"], root / "sw-topic")
     return root
 
@@ -226,6 +228,20 @@ def test_unknown_language_lists_the_tagged_ones(client: TestClient) -> None:
     response = client.post("/v1/tag/mt", json={"text": "x"})
     assert response.status_code == 404
     assert response.json()["error"]["details"]["languages"] == ["sw"]
+
+
+def test_each_language_has_its_sentiment_route(client: TestClient) -> None:
+    body = client.post("/v1/sentiment/swh", json={"texts": ["nzuri sana", "mbaya"]}).json()
+    assert body["model"] == "sw-sentiment"
+    assert [r["label"] in ("negative", "positive") for r in body["results"]] == [True, True]
+    named = client.post("/v1/sentiment/sw", json={"text": "x", "model": "sw-sentiment"})
+    assert named.status_code == 200
+    missing = client.post("/v1/sentiment/mt", json={"text": "x"})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["details"]["languages"] == ["sw"]
+    wrong = client.post("/v1/sentiment/sw", json={"text": "x", "model": "sw-topic"})
+    assert wrong.status_code == 404
+    assert client.post("/v1/classify/sw", json={"text": "x"}).json()["model"] == "sw-topic"
 
 
 def test_a_non_default_model_answers_only_when_named(client: TestClient) -> None:

@@ -631,7 +631,7 @@ def test_task_bundles_are_served_and_their_rebuild_is_checked(
     pos = load_bundle(models / "vi-pos").manifest
     assert (pos.label_scheme, pos.default) == ("tags", True)
     sentiment = load_bundle(models / "vi-sentiment").manifest
-    assert (sentiment.task, sentiment.labels) == ("classification", ("negative", "positive"))
+    assert (sentiment.task, sentiment.labels) == ("sentiment", ("negative", "positive"))
     recorded = json.loads((models / "sources" / "vi-pos" / "source.json").read_text())
     assert all(
         len(tags.split()) == len(text.split())

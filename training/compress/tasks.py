@@ -112,6 +112,14 @@ class TaskRun:
         width = encoder.config.hidden_size
         self.reduction = self.head.reduction or (2 if width < 384 else 16)
 
+    @property
+    def bundle_task(self) -> str:
+        """What the bundle serves: tags, sentiment (`/v1/sentiment/{language}`) or another
+        text classification (`/v1/classify/{language}`)."""
+        if self.spec.kind == "tokens":
+            return "token-classification"
+        return "sentiment" if self.task == "sentiment" else "classification"
+
     def _has(self, split: str) -> bool:
         return (self.spec.data / f"{split}.tsv").is_file()
 
@@ -269,7 +277,7 @@ class TaskRun:
                 "name": name,
                 "language": self.config.language,
                 "version": "0.1.0",
-                "task": "token-classification" if tokens else "classification",
+                "task": self.bundle_task,
                 "label_scheme": self.spec.scheme,
                 "variants": ["fp32", "fp16", "int8"],
                 "min_variant_agreement": self.spec.min_variant_agreement,

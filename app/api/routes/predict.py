@@ -1,4 +1,4 @@
-"""POST /v1/sentiment and POST /v1/classify/{language}."""
+"""POST /v1/sentiment, POST /v1/sentiment/{language} and POST /v1/classify/{language}."""
 
 from __future__ import annotations
 
@@ -68,6 +68,19 @@ async def _predict(served: ServedModel, body: PredictRequest, service: Service) 
 async def sentiment(body: PredictRequest, service: ServiceDep) -> JSONResponse:
     """Sentiment of Vietnamese text (the configured sentiment model): one text or a list."""
     return await _predict(service.registry.sentiment(), body, service)
+
+
+@router.post("/sentiment/{language}", response_model=PredictResponse, responses=ERRORS)
+async def sentiment_in(
+    body: ClassifyRequest,
+    service: ServiceDep,
+    language: str = Path(description="BCP-47 or ISO 639-3 code, e.g. `sw`, `mt` or `slk`."),
+) -> JSONResponse:
+    """Sentiment of text in `language`, with the sentiment model serving it (or the one
+    `model` names)."""
+    return await _predict(
+        service.registry.for_language("sentiment", language, body.model), body, service
+    )
 
 
 @router.post("/classify/{language}", response_model=PredictResponse, responses=ERRORS)
