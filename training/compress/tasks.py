@@ -85,10 +85,16 @@ class TaskRun:
     """One task's heads on the student: data, splits, runs per seed (resumable), packing."""
 
     def __init__(
-        self, config: TasksConfig, task: str, encoder: BertModel, tokenizer: Any, folder: Path
+        self,
+        config: TasksConfig,
+        task: str,
+        encoder: tuple[str, BertModel, Any],
+        folder: Path,
     ):
+        """`encoder`: (its name, the encoder, its tokenizer)."""
         self.config, self.task, self.spec = config, task, config.tasks[task]
-        self.encoder, self.tokenizer, self.folder = encoder, tokenizer, folder
+        self.encoder_name, self.encoder, self.tokenizer = encoder
+        self.folder = folder
         spec = self.spec
         if spec.kind == "tokens" and spec.scheme is None:
             raise ValueError(f"task {task}: a token task needs scheme (tags or iob2)")
@@ -109,7 +115,7 @@ class TaskRun:
             self.report = splits[self.report_split]
         self.choose_split = "train-holdout" if spec.holdout else "dev"
         self.head = spec.head or config.head
-        width = encoder.config.hidden_size
+        width = self.encoder.config.hidden_size
         self.reduction = self.head.reduction or (2 if width < 384 else 16)
 
     @property
@@ -178,6 +184,8 @@ class TaskRun:
         figures = sorted(k for k in runs[0] if k.startswith(("choose_", "report_")))
         result = {
             "task": self.task,
+            "encoder": self.encoder_name,
+            "encoder_parameters": sum(p.numel() for p in self.encoder.parameters()),
             "kind": self.spec.kind,
             "scheme": self.spec.scheme,
             "labels": self.labels,
@@ -331,13 +339,13 @@ def run_tasks(
     if baseline:
         if config.baseline is None:
             raise ValueError("--baseline: the configuration names no baseline model")
-        encoder, tokenizer = load_baseline(config.baseline)
+        encoder = (config.baseline, *load_baseline(config.baseline))
     else:
-        encoder, tokenizer = load_student(config.student)
+        encoder = (config.student.name, *load_student(config.student))
     summary = {}
     for task in only or list(config.tasks):
         folder = config.out / "baseline" / task if baseline else config.out / task
-        run = TaskRun(config, task, encoder, tokenizer, folder)
+        run = TaskRun(config, task, encoder, folder)
         run.folder.mkdir(parents=True, exist_ok=True)
         result = run.run()
         figures = {k: v for k, v in result["figures"].items() if k.startswith("report_")}

@@ -60,12 +60,13 @@ def read(path: Path) -> dict[str, Any] | None:
 def table(task: str, reports: Path) -> str:
     key, name, others = TASKS[task]
     head = (
-        f"| language | split | baseline {name} | student {name} | drop | paper base → 92% "
+        f"| language | student | split | baseline {name} | student {name} | drop "
+        "| paper base → 92% "
         f"| paper drop | goal | "
         + " | ".join(f"student {o.replace('_', ' ')}" for o in others)
         + " |"
     )
-    lines = [head, "|" + "---|" * (8 + len(others))]
+    lines = [head, "|" + "---|" * (9 + len(others))]
     for language in LANGUAGES:
         student = read(reports / language / f"{task}.json")
         baseline = read(reports / language / f"{task}-baseline.json")
@@ -77,8 +78,11 @@ def table(task: str, reports: Path) -> str:
         allowed = paper[0] - paper[1] if paper else VIETNAMESE_DROP if language == "vi" else None
         goal = "—" if drop is None or allowed is None else "met" if drop <= allowed else "missed"
         split = (student or baseline or {}).get("report_split", "?")
+        body = "—"
+        if student is not None:
+            body = f"{student['encoder']} ({student['encoder_parameters'] / 1e6:.1f}M)"
         lines.append(
-            f"| {language} | {split} | {pct(theirs)} | {pct(ours)} "
+            f"| {language} | {body} | {split} | {pct(theirs)} | {pct(ours)} "
             f"| {'—' if drop is None else f'{drop:.1f}'} "
             f"| {f'{paper[0]:.2f} → {paper[1]:.2f}' if paper else '—'} "
             f"| {'—' if allowed is None else f'≤ {allowed:.1f}'} | {goal} | "
