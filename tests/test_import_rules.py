@@ -43,6 +43,17 @@ def test_the_service_and_the_training_half_never_import_each_other(half: str, ot
     assert not offending, offending
 
 
+def test_the_service_never_imports_torch() -> None:
+    """The serving half runs on onnxruntime alone (its image has no torch)."""
+    offending = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sources("app")
+        for name in imported_modules(path)
+        if name.split(".")[0] in ("torch", "transformers", "accelerate")
+    ]
+    assert not offending, offending
+
+
 def test_training_methods_do_not_import_each_other() -> None:
     packages = sorted(
         p.name for p in (ROOT / "training").iterdir() if p.is_dir() and (p / "__init__.py").exists()

@@ -7,7 +7,6 @@ a half-written bundle where the service would find it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from transformers import PreTrainedTokenizerFast
 from training.export.onnx import ExportSpec, export_onnx
 from training.export.parity import check_parity
 from training.export.variants import to_fp16, to_int8
+from training.weights.manifest import sha256
 
 VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 LABEL_SCHEMES = ("tags", "iob2")  # token classification: one tag per word, or IOB2 entities
@@ -74,10 +74,6 @@ def check_manifest(manifest: dict[str, Any]) -> None:
         raise ValueError(f"the manifest does not match the schema at {where}: {errors[0].message}")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _commit() -> str | None:
     try:
         out = subprocess.run(
@@ -120,7 +116,7 @@ def write_bundle(
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         parity = check_parity(model, paths, sequences, export, pad_id)
         files = {
-            str(p.relative_to(staging)): _sha256(p)
+            str(p.relative_to(staging)): sha256(p)
             for p in sorted(staging.rglob("*"))
             if p.is_file()
         }

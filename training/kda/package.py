@@ -10,7 +10,6 @@ the reported labels on the reference texts."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from training.kda.config import KDAConfig
 from training.kda.student import KDAStudent
 from training.sources import KDASources, Reference, read_sources, write_sources
 from training.vocab.trim import write_tokenizer
+from training.weights.manifest import sha256
 
 WEIGHTS = "student.safetensors"
 TEACHER_CONFIG = "teacher-config.json"
@@ -33,10 +33,6 @@ KEPT = "kept-pieces.json"
 TEACHER_PREFIX = "teacher."
 ADAPTER_PREFIX = "adapter."
 SKIPPED = "embeddings.word_embeddings.weight"  # the teacher's English table
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def kept_ids(target_tokenizer: Path, base_tokenizer: Path) -> list[int]:
@@ -97,7 +93,7 @@ def pack(
     source = {
         "kind": "kda",
         "base": base,
-        "base_tokenizer_sha256": _sha256(base_dir / "tokenizer.json"),
+        "base_tokenizer_sha256": sha256(base_dir / "tokenizer.json"),
         "variant": config.variant,
         "svd_rank": config.svd_rank,
         "heads": config.heads,
@@ -127,7 +123,7 @@ def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFa
 
     source: KDASources = read_sources(source_dir, KDASources)
     base_dir = Path(resolve_model(source.base))
-    if _sha256(base_dir / "tokenizer.json") != source.base_tokenizer_sha256:
+    if sha256(base_dir / "tokenizer.json") != source.base_tokenizer_sha256:
         raise ValueError(f"{base_dir} has another tokenizer than the one {source_dir} was cut from")
     kept = json.loads((source_dir / KEPT).read_text())
     tokenizer, table = _pieces(base_dir, kept, source.preprocessing)
