@@ -59,6 +59,13 @@ class LoopSettings(BaseModel):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 13
 
+    @classmethod
+    def of(cls, settings: object, **fixed: Any) -> LoopSettings:
+        """The loop settings a method's own settings hold (every field of the same name),
+        with what the method fixes itself (its metric, a schedule it always uses)."""
+        shared = {k: getattr(settings, k) for k in cls.model_fields if hasattr(settings, k)}
+        return cls(**shared | fixed)
+
 
 class Method(Protocol):
     """What a training method brings to the loop."""

@@ -4,6 +4,7 @@ field), and the parts several methods' configurations share."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Annotated, Any, Self, TypeVar
@@ -18,13 +19,6 @@ LearningRate = Annotated[float, Field(gt=0, lt=1)]
 Count = Annotated[int, Field(ge=1)]  # epochs, batch sizes, steps
 Threads = Annotated[int, Field(ge=0)]  # 0: torch's default
 Share = Annotated[float, Field(ge=0, le=1)]
-
-
-def one_of(value: str, options: tuple[str, ...], what: str) -> str:
-    """`value` if it is one of `options`, else a ValueError naming them (for validators)."""
-    if value not in options:
-        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(options)}")
-    return value
 
 
 def read_settings(path: Path) -> dict[str, Any]:
@@ -55,6 +49,19 @@ def validated(model: type[ModelT], data: dict[str, Any], source: Path | str) -> 
         raise ValueError(f"{source}: {problems}") from None
 
 
+def _merged(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`data` with each override that is not None in place (dotted keys reach nested ones)."""
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        *parents, last = key.split(".")
+        target = data
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = value
+    return data
+
+
 class Settings(BaseModel):
     """A configuration: unknown keys are refused; read from a file with the command line's
     overrides merged in before the one validation."""
@@ -65,22 +72,18 @@ class Settings(BaseModel):
     def from_file(cls, path: Path, **overrides: Any) -> Self:
         """The file's settings, each override that is not None replacing its key (a dotted
         key, e.g. `bundle.out`, replaces a nested one)."""
-        data = read_settings(path)
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            *parents, last = key.split(".")
-            target = data
-            for parent in parents:
-                target = target.setdefault(parent, {})
-            target[last] = value
-        return validated(cls, data, path)
+        return validated(cls, _merged(read_settings(path), overrides), path)
 
     @classmethod
-    def from_options(cls, **options: Any) -> Self:
-        """Settings given on the command line only (None: not given)."""
-        data = {k: v for k, v in options.items() if v is not None}
-        return validated(cls, data, "the command line")
+    def from_command(cls, args: argparse.Namespace) -> Self:
+        """What a command was given: its `config` file, if it takes one, under every option
+        whose destination is named like a field (dotted for a nested one) and was given."""
+        fields = cls.model_fields
+        overrides = {k: v for k, v in vars(args).items() if k.split(".")[0] in fields}
+        config = getattr(args, "config", None)
+        if config is not None:
+            return cls.from_file(config, **overrides)
+        return validated(cls, _merged({}, overrides), "the command line")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready values (paths as strings), as saved beside a run."""

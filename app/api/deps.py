@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from app.metrics import Metrics
 from app.registry import Registry
@@ -32,3 +32,8 @@ async def _service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(_service)]
+
+# the `{language}` of the per-language routes
+LanguagePath = Annotated[
+    str, Path(description="BCP-47 or ISO 639-3 code, e.g. `sw`, `swh`, `mt` or `slk`.")
+]

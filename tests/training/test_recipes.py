@@ -29,3 +29,26 @@ def test_every_recipe_parses(recipe: Path) -> None:
     model = next((m for prefix, m in MODELS.items() if recipe.name.startswith(prefix)), None)
     assert model is not None, f"{recipe.name}: no configuration model is known for it"
     model.from_file(recipe)
+
+
+def test_command_line_options_reach_the_settings_they_name() -> None:
+    """A flag whose destination is a field (dotted: a nested one) replaces the recipe's
+    value; flags not given leave it; the flags that are not settings are ignored."""
+    from training.cli import build_parser
+
+    recipe = RECIPES[0].parent / "kda-vi-sentiment.yaml"
+    given = ["kda", "run", str(recipe), "--threads", "1", "--bundle-out", "/tmp/b"]
+    config = KDAConfig.from_command(build_parser().parse_args([*given, "--no-export"]))
+    assert config.threads == 1
+    assert config.bundle.out == Path("/tmp/b")
+    assert config.bundle.name == "vi-sentiment"  # the rest of the nested block kept
+    assert config.variant == KDAConfig.from_file(recipe).variant
+
+    from training.finetune.config import FinetuneConfig
+
+    flags = ["finetune", "--model", "minilm", "--train", "t.csv", "--val", "v.csv", "--out", "o"]
+    config_ft = FinetuneConfig.from_command(build_parser().parse_args([*flags, "--lr", "0.003"]))
+    assert config_ft.learning_rate == 0.003
+    assert config_ft.freeze_embeddings == FinetuneConfig.model_fields["freeze_embeddings"].default
+    with pytest.raises(ValueError, match="the command line: learning_rate"):
+        FinetuneConfig.from_command(build_parser().parse_args([*flags, "--lr", "3"]))

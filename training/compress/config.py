@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from training.compress.distill import DistillSettings
-from training.compress.surgery import HEAD_LAYOUTS, LAYER_INITS
+from training.compress.surgery import HeadLayout, LayerInit
 from training.settings_files import (
     BundleTarget,
     Count,
@@ -21,7 +21,6 @@ from training.settings_files import (
     Settings,
     Threads,
     UserPath,
-    one_of,
 )
 
 
@@ -77,11 +76,11 @@ class CompressConfig(Settings):
     val_fraction: float = Field(default=0.02, gt=0, lt=0.5)
     max_texts: Count | None = None  # cap on distillation texts (small machines)
     layers: Count = 6
-    layer_init: str = "stride"
+    layer_init: LayerInit = "stride"
     ffn: Count = 1024
     importance_texts: Count = 2000  # validation texts the FFN importance is accumulated over
     hidden: Count = 192
-    head_layout: str = "split"  # surgery.truncate_hidden: split (the paper's) or whole heads
+    head_layout: HeadLayout = "split"  # surgery.truncate_hidden: split (the paper's) or whole heads
     vocab_size: Count = 40_000
     distill: DistillSettings = Field(default_factory=DistillSettings)
     distill_truncated: DistillSettings | None = None  # default: same as distill
@@ -114,16 +113,6 @@ class CompressConfig(Settings):
     def _home(cls, teacher: str) -> str:
         expanded = os.path.expanduser(teacher)
         return expanded if os.path.isdir(expanded) else teacher
-
-    @field_validator("layer_init")
-    @classmethod
-    def _layer_init(cls, value: str) -> str:
-        return one_of(value, LAYER_INITS, "layer_init")
-
-    @field_validator("head_layout")
-    @classmethod
-    def _head_layout(cls, value: str) -> str:
-        return one_of(value, HEAD_LAYOUTS, "head_layout")
 
     @property
     def second_distill(self) -> DistillSettings:

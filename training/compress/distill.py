@@ -308,15 +308,12 @@ def distill(
             p.requires_grad_(False)
     net = Distilled(student, projection, head, layer_map, settings)
     loop = Loop(
-        LoopSettings(
-            epochs=settings.epochs, batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate, weight_decay=0.01, clip=settings.clip,
-            eval_every=settings.checkpoint_every, metric="val_loss", seed=settings.seed,
-            mixed_precision=settings.mixed_precision,
+        LoopSettings.of(
+            settings, weight_decay=0.01, eval_every=settings.checkpoint_every, metric="val_loss"
         ),
         out,
         "distil",
-    )  # fmt: skip
+    )
     first = out / INITIAL
     if first.is_file():
         initial = json.loads(first.read_text())

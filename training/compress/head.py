@@ -190,15 +190,7 @@ def adapted_mode(module: nn.Module) -> None:
 def fit_head(method: HeadMethod, settings: HeadSettings, name: str, metric: str) -> dict[str, Any]:
     """Train `method`'s model on the shared loop (AdamW at a constant rate, no clipping,
     nothing written to disk), load the epoch with the best `metric` into it, and report."""
-    loop_settings = LoopSettings(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        clip=None,
-        metric=metric,
-        higher_is_better=True,
-        seed=settings.seed,
-    )
+    loop_settings = LoopSettings.of(settings, clip=None, metric=metric, higher_is_better=True)
     result = Loop(loop_settings, None, name).run(method)
     method.model.load_state_dict(method.best)
     method.model.eval()

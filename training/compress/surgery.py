@@ -5,14 +5,16 @@ weights kept are copied exactly, so each stage starts where the previous one end
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
-LAYER_INITS = ("stride", "last", "first")
-HEAD_LAYOUTS = ("split", "whole")
+LayerInit = Literal["stride", "last", "first"]
+HeadLayout = Literal["split", "whole"]
+LAYER_INITS: tuple[str, ...] = get_args(LayerInit)
+HEAD_LAYOUTS: tuple[str, ...] = get_args(HeadLayout)
 
 
 def parameters(model: nn.Module) -> int:

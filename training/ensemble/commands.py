@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from training.options import TEXT_FILES, command, group
+
 
 def _label(args: argparse.Namespace) -> int:
     from training.data import normalise, read_corpus
@@ -65,9 +67,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    ensemble = commands.add_parser("ensemble", help="soft labels for unlabeled text")
-    sub = ensemble.add_subparsers(dest="ensemble_command", required=True)
-    lab = sub.add_parser("label", help="prior-corrected ensemble probabilities (no labels read)")
+    sub = group(commands, "ensemble", "soft labels for unlabeled text")
+    lab = command(
+        sub,
+        "label",
+        _label,
+        "prior-corrected ensemble probabilities (no labels read)",
+        ("--variant", "--seed"),
+    )
     lab.add_argument(
         "--members",
         type=Path,
@@ -75,34 +82,34 @@ def register(commands: Any) -> None:
         required=True,
         help="bundles (their training prior from the manifest) or probe runs",
     )
-    lab.add_argument(
-        "--texts",
-        nargs="+",
-        required=True,
-        help="text files (a line each) or TABLE:COLUMN; unlabeled only",
-    )
+    lab.add_argument("--texts", **TEXT_FILES | {"help": "unlabeled " + TEXT_FILES["help"]})
     lab.add_argument("--out", type=Path, required=True)
     lab.add_argument("--heldout", type=float, default=0.05, help="share kept for early stopping")
-    lab.add_argument("--seed", type=int, default=13)
-    lab.add_argument("--variant", default="fp32", help="bundle variant that labels")
     lab.add_argument(
         "--target-prior",
         choices=("uniform", "em"),
         default="uniform",
         help="correct each member to equal classes (default) or to EM's estimate on the texts",
     )
-    lab.set_defaults(func=_label)
-    held = sub.add_parser(
-        "heldout", help="each model's fit to the ensemble on the held-out slice (chooses models)"
+    labels: dict[str, Any] = {
+        "type": Path,
+        "required": True,
+        "help": "an `ensemble label` directory",
+    }
+    held = command(
+        sub,
+        "heldout",
+        _heldout,
+        "each model's fit to the ensemble on the held-out slice",
+        ("--variant", "--report"),
     )
-    held.add_argument("--labels", type=Path, required=True, help="an `ensemble label` directory")
+    held.add_argument("--labels", **labels)
     held.add_argument("--models", type=Path, nargs="+", required=True, help="bundles or probes")
-    held.add_argument("--variant", default="fp32")
-    held.add_argument("--report", type=Path)
-    held.set_defaults(func=_heldout)
-    ev = sub.add_parser("evaluate", help="score the ensemble itself on labelled files")
-    ev.add_argument("--labels", type=Path, required=True, help="an `ensemble label` directory")
-    ev.add_argument("--data", type=Path, nargs="+", required=True)
-    ev.add_argument("--variant", default="fp32")
-    ev.add_argument("--report", type=Path)
-    ev.set_defaults(func=_evaluate)
+    ev = command(
+        sub,
+        "evaluate",
+        _evaluate,
+        "score the ensemble itself on labelled files",
+        ("--data", "--variant", "--report"),
+    )
+    ev.add_argument("--labels", **labels)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from training.options import command
 from training.summaries import write_json
 
 
@@ -38,9 +39,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    ev = commands.add_parser("evaluate", help="accuracy and macro-F1 per dataset")
+    ev = command(
+        commands,
+        "evaluate",
+        _evaluate,
+        "accuracy and macro-F1 per dataset",
+        ("--data", "--variant", "--report"),
+    )
     ev.add_argument("--model", type=Path, required=True, help="model directory or bundle")
-    ev.add_argument("--data", type=Path, nargs="+", required=True, help="CSV/TSV files")
     ev.add_argument("--text-column", default="text")
     ev.add_argument("--label-column", default="label")
     ev.add_argument("--label-map", help="e.g. 0=negative,1=positive")
@@ -52,6 +58,3 @@ def register(commands: Any) -> None:
     )
     ev.add_argument("--max-length", type=int, default=128, help="for model directories")
     ev.add_argument("--text-prefix", default="", help='e.g. "query: " for e5 models')
-    ev.add_argument("--variant", default="fp32", help="for bundles: fp32, fp16 or int8")
-    ev.add_argument("--report", type=Path, help="write the JSON report here")
-    ev.set_defaults(func=_evaluate)

@@ -94,18 +94,13 @@ class Finetuner:
         cfg.out.mkdir(parents=True, exist_ok=True)
         (cfg.out / "finetune-config.json").write_text(json.dumps(cfg.to_json(), indent=2))
         steps_per_epoch = -(-len(self.train_ids) // cfg.batch_size)
-        settings = LoopSettings(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            weight_decay=cfg.weight_decay,
-            warmup_ratio=cfg.warmup_ratio,
+        settings = LoopSettings.of(
+            cfg,
             schedule="linear",
             clip=1.0,
             eval_every=max(1, -(-steps_per_epoch // cfg.evals_per_epoch)),
             metric="val_macro_f1",
             higher_is_better=True,
-            seed=cfg.seed,
         )
         loop = Loop(settings, cfg.out, "fine-tune")
         self.main = loop.main

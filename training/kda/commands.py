@@ -4,11 +4,11 @@ committed sources of its best student, the in-domain adaptation and its sources)
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from training.kda import VARIANTS
+from training.options import Handler, command, group, summary
 from training.summaries import emit
 
 
@@ -16,132 +16,91 @@ def _run(args: argparse.Namespace) -> int:
     from training.kda.config import KDAConfig
     from training.kda.pipeline import run
 
-    overrides = {
-        "out": args.out,
-        "variant": args.variant,
-        "bundle.out": args.bundle_out,
-        "threads": args.threads,
-        "feature_weight": args.feature_weight,
-    }
-    config = KDAConfig.from_file(args.config, **overrides)
+    config = KDAConfig.from_command(args)
     report = run(config, export=not args.no_export, train=not args.no_train)
-    keys = (
-        "pairs",
-        "train_pairs",
-        "heldout_pairs",
-        "epochs",
-        "stopped_early",
-        "best_heldout_loss",
-        "heldout_agreement",
-        "trainable_parameters",
-        "seconds",
-        "bundle",
-    )
-    emit({k: report[k] for k in keys if k in report})
+    counts = ("pairs", "train_pairs", "heldout_pairs", "epochs", "stopped_early")
+    results = ("best_heldout_loss", "heldout_agreement", "trainable_parameters", "seconds")
+    emit(summary(report, (*counts, *results, "bundle")))
     return 0
 
 
-def _pack(args: argparse.Namespace) -> int:
+def _packing(args: argparse.Namespace) -> tuple[list[str], list[dict[str, Any]] | None]:
+    """The reference texts and evaluation records a packing command was given."""
     from training.data import read_corpus
     from training.evaluate.records import records
-    from training.kda.package import pack
 
     texts = read_corpus(args.reference)[: args.reference_count]
-    evaluation = records(args.evaluation) if args.evaluation else None
-    emit(pack(args.run, args.out, args.base, texts, evaluation, args.bundle_from))
+    return texts, records(args.evaluation) if args.evaluation else None
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from training.kda.package import pack
+
+    emit(pack(args.run, args.out, args.base, *_packing(args), args.bundle_from))
     return 0
 
 
 def _adapt(args: argparse.Namespace) -> int:
     from training.kda.adapt import AdaptConfig, run
 
-    overrides = {"out": args.out, "threads": args.threads, "sources": args.sources}
-    overrides["epochs"] = args.epochs
-    config = AdaptConfig.from_file(args.config, **overrides, labels=args.labels)
+    config = AdaptConfig.from_command(args)
     report = run(config)
-    keys = (
-        "texts",
-        "train",
-        "heldout",
-        "vocabulary",
-        "steps",
-        "best_heldout_loss",
-        "prior",
-        "seconds",
-    )
-    print(json.dumps({k: report[k] for k in keys if k in report}, indent=2))
+    keys = ("texts", "train", "heldout", "vocabulary", "steps", "best_heldout_loss", "prior")
+    emit(summary(report, (*keys, "seconds")))
     return 0
 
 
 def _pack_adapted(args: argparse.Namespace) -> int:
-    from training.data import read_corpus
-    from training.evaluate.records import records
     from training.kda.package import pack_adapted
 
-    texts = read_corpus(args.reference)[: args.reference_count]
-    evaluation = records(args.evaluation) if args.evaluation else None
-    print(json.dumps(pack_adapted(args.run, args.out, texts, evaluation), indent=2))
+    emit(pack_adapted(args.run, args.out, *_packing(args)))
     return 0
 
 
 def register(commands: Any) -> None:
-    kda = commands.add_parser("kda", help="KDA: pseudo-label, balance, train, export")
-    kda_commands = kda.add_subparsers(dest="kda_command", required=True)
-    kda_run = kda_commands.add_parser("run", help="every step, resuming finished ones")
-    kda_run.add_argument("config", type=Path, help="YAML/JSON KDA configuration")
-    kda_run.add_argument("--out", type=Path, help="run directory (overrides the config)")
-    kda_run.add_argument("--variant", choices=VARIANTS, help="adapter (overrides the config)")
-    kda_run.add_argument("--bundle-out", type=Path, help="bundle path (overrides the config)")
-    kda_run.add_argument("--threads", type=int, help="CPU threads (overrides the config)")
-    kda_run.add_argument(
+    sub = group(commands, "kda", "KDA: pseudo-label, balance, train, export")
+    run = command(
+        sub, "run", _run, "every step, resuming finished ones", ("config", "--out", "--threads")
+    )
+    run.add_argument("--variant", choices=VARIANTS, help="adapter (overrides the config)")
+    run.add_argument(
+        "--bundle-out", dest="bundle.out", type=Path, help="bundle path (overrides the config)"
+    )
+    run.add_argument(
         "--feature-weight",
         type=float,
         help="weight of the sentence-feature loss (overrides the config; 0: the paper's loss)",
     )
-    kda_run.add_argument("--no-export", action="store_true", help="stop after training")
-    kda_run.add_argument(
+    run.add_argument("--no-export", action="store_true", help="stop after training")
+    run.add_argument(
         "--no-train",
         action="store_true",
         help="do not train further: export the best adapter an interrupted run has so far",
     )
-    kda_run.set_defaults(func=_run)
-    kda_pack = kda_commands.add_parser(
-        "pack", help="write a run's best student as committed sources (fp16, kept pieces)"
-    )
-    kda_pack.add_argument("run", type=Path, help="a `kda run` directory")
-    kda_pack.add_argument("--out", type=Path, required=True, help="e.g. models/sources/<name>")
-    kda_pack.add_argument("--base", default="e5-small", help="the model the target was cut from")
-    kda_pack.add_argument(
-        "--reference", required=True, help="texts whose predictions a rebuild must reproduce"
-    )
-    kda_pack.add_argument("--reference-count", type=int, default=200)
-    kda_pack.add_argument(
+    pack = _packer(sub, "pack", _pack, "a run's best student as committed sources", "kda run")
+    pack.add_argument("--base", default="e5-small", help="the model the target was cut from")
+    pack.add_argument(
         "--bundle-from", type=Path, help="take the bundle settings from this KDA config instead"
     )
-    kda_pack.add_argument(
-        "--evaluation", type=Path, nargs="*", help="`evaluate` reports to put in the manifest"
+    adapt = command(
+        sub,
+        "adapt",
+        _adapt,
+        "keep training a packed student on unlabeled in-domain text",
+        ("config", "--out", "--threads"),
     )
-    kda_pack.set_defaults(func=_pack)
-    adapt = kda_commands.add_parser(
-        "adapt", help="keep training a packed student on unlabeled in-domain text (resumable)"
-    )
-    adapt.add_argument("config", type=Path, help="YAML/JSON adaptation configuration")
-    adapt.add_argument("--out", type=Path, help="run directory (overrides the config)")
-    adapt.add_argument("--threads", type=int, help="CPU threads (overrides the config)")
     adapt.add_argument("--sources", type=Path, help="student sources (overrides the config)")
     adapt.add_argument("--labels", type=Path, help="ensemble labels (overrides the config)")
     adapt.add_argument("--epochs", type=int, help="epochs (overrides the config)")
-    adapt.set_defaults(func=_adapt)
-    pack = kda_commands.add_parser(
-        "pack-adapted", help="write an adaptation run's student as committed sources"
+    _packer(
+        sub, "pack-adapted", _pack_adapted, "an adaptation run's student as sources", "kda adapt"
     )
-    pack.add_argument("run", type=Path, help="a `kda adapt` directory")
-    pack.add_argument("--out", type=Path, required=True, help="e.g. models/sources/<name>")
-    pack.add_argument(
-        "--reference", required=True, help="texts whose predictions a rebuild must reproduce"
-    )
-    pack.add_argument("--reference-count", type=int, default=200)
-    pack.add_argument(
-        "--evaluation", type=Path, nargs="*", help="`evaluate` reports to put in the manifest"
-    )
-    pack.set_defaults(func=_pack_adapted)
+
+
+def _packer(sub: Any, name: str, handler: Handler, help: str, run: str) -> Any:
+    """A command that packs a `run` directory's student as committed sources (fp16, the
+    pieces it keeps), with the texts whose predictions a rebuild must reproduce."""
+    parser = command(sub, name, handler, help, ("--reference", "--reference-count", "--evaluation"))
+    parser.add_argument("run", type=Path, help=f"a `{run}` directory")
+    parser.add_argument("--out", type=Path, required=True, help="e.g. models/sources/<name>")
+    return parser

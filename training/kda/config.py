@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from training.kda import VARIANTS
+from training.kda import Variant
 from training.settings_files import (
     BundleTarget,
     Count,
@@ -17,7 +17,6 @@ from training.settings_files import (
     Settings,
     Threads,
     UserPath,
-    one_of,
 )
 
 # a KDA student serves Vietnamese sentiment unless its bundle says otherwise
@@ -40,7 +39,7 @@ class KDAConfig(Settings):
     target: str  # a model directory holding the target tokenizer and token embeddings
     parallel: list[ParallelFile] = Field(min_length=1)
     out: UserPath
-    variant: str = "full"
+    variant: Variant = "full"
     svd_rank: Count | None = None  # default: the teacher's width
     heads: Count = 8
     dropout: float = Field(default=0.1, ge=0, lt=1)
@@ -72,11 +71,6 @@ class KDAConfig(Settings):
     @classmethod
     def _home(cls, value: str) -> str:
         return os.path.expanduser(value)
-
-    @field_validator("variant")
-    @classmethod
-    def _variant(cls, value: str) -> str:
-        return one_of(value, VARIANTS, "variant")
 
     @field_validator("balance")
     @classmethod

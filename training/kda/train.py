@@ -177,17 +177,7 @@ def fit(
     student.to(device)
     held = (held_ids, held_probs)
     fresh = not (out / CHECKPOINT).is_file()
-    loop_settings = LoopSettings(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        clip=settings.clip,
-        patience=settings.patience,
-        eval_every=settings.eval_every,
-        metric="heldout_loss",
-        seed=settings.seed,
-    )
-    loop = Loop(loop_settings, out, "kda")
+    loop = Loop(LoopSettings.of(settings, metric="heldout_loss"), out, "kda")
     initial = None
     if (out / INITIAL).is_file() and not fresh:
         initial = json.loads((out / INITIAL).read_text())

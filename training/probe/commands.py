@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from training.options import command, group
+
 
 def _fit(args: argparse.Namespace) -> int:
     from training.probe.config import ProbeConfig
     from training.probe.fit import fit
 
-    report = fit(ProbeConfig.from_file(args.config, out=args.out))
+    report = fit(ProbeConfig.from_command(args))
     print(json.dumps({k: report[k] for k in ("train_rows", "train_prior", "chosen")}, indent=2))
     return 0
 
@@ -38,16 +40,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    probe = commands.add_parser("probe", help="linear probe on a frozen multilingual encoder")
-    sub = probe.add_subparsers(dest="probe_command", required=True)
-    fit = sub.add_parser("fit", help="train the probe on labelled English (cached features)")
-    fit.add_argument("config", type=Path, help="YAML/JSON probe configuration")
-    fit.add_argument("--out", type=Path, help="run directory (overrides the config)")
-    fit.set_defaults(func=_fit)
-    ev = sub.add_parser("evaluate", help="accuracy and macro-F1 per labelled file")
+    sub = group(commands, "probe", "linear probe on a frozen multilingual encoder")
+    command(
+        sub,
+        "fit",
+        _fit,
+        "train the probe on labelled English (cached features)",
+        ("config", "--out"),
+    )
+    ev = command(
+        sub,
+        "evaluate",
+        _evaluate,
+        "accuracy and macro-F1 per labelled file",
+        ("--data", "--report"),
+    )
     ev.add_argument("run", type=Path, help="a `probe fit` directory")
-    ev.add_argument("--data", type=Path, nargs="+", required=True)
     ev.add_argument("--text-column", default="text")
     ev.add_argument("--label-column", default="label")
-    ev.add_argument("--report", type=Path)
-    ev.set_defaults(func=_evaluate)

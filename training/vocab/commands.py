@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from training.options import TEXT_FILES, command, group
 from training.summaries import emit
 
 
@@ -21,20 +22,11 @@ def _trim(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    vocab = commands.add_parser("vocab", help="vocabulary trimming")
-    vocab_commands = vocab.add_subparsers(dest="vocab_command", required=True)
-    trim = vocab_commands.add_parser("trim", help="keep one language's pieces")
+    sub = group(commands, "vocab", "vocabulary trimming")
+    trim = command(sub, "trim", _trim, "keep one language's pieces", ("--seed", "--report"))
     trim.add_argument("--model", type=Path, required=True, help="model dir with tokenizer.json")
-    trim.add_argument(
-        "--corpus",
-        nargs="+",
-        required=True,
-        help="text files (a line each) or TABLE:COLUMN of a CSV/TSV",
-    )
+    trim.add_argument("--corpus", **TEXT_FILES)
     trim.add_argument("--out", type=Path, required=True)
     trim.add_argument("--size", type=int, default=40_000, help="most frequent pieces to keep")
     trim.add_argument("--heldout", type=float, default=0.02, help="share kept for the report")
     trim.add_argument("--limit", type=int, help="first N lines of each corpus file")
-    trim.add_argument("--seed", type=int, default=13)
-    trim.add_argument("--report", type=Path)
-    trim.set_defaults(func=_trim)

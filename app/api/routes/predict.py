@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.api.deps import Service, ServiceDep
+from app.api.deps import LanguagePath, Service, ServiceDep
 from app.api.schemas import (
     ClassifyRequest,
     ErrorResponse,
@@ -74,7 +74,7 @@ async def sentiment(body: PredictRequest, service: ServiceDep) -> JSONResponse:
 async def sentiment_in(
     body: ClassifyRequest,
     service: ServiceDep,
-    language: str = Path(description="BCP-47 or ISO 639-3 code, e.g. `sw`, `mt` or `slk`."),
+    language: LanguagePath,
 ) -> JSONResponse:
     """Sentiment of text in `language`, with the sentiment model serving it (or the one
     `model` names)."""
@@ -87,7 +87,7 @@ async def sentiment_in(
 async def classify(
     body: ClassifyRequest,
     service: ServiceDep,
-    language: str = Path(description="BCP-47 or ISO 639-3 code, e.g. `sw` or `swh`."),
+    language: LanguagePath,
 ) -> JSONResponse:
     """Classify text with the classification model serving `language`."""
     return await _predict(service.registry.classifier(language, body.model), body, service)

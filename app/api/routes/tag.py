@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.api.deps import ServiceDep
+from app.api.deps import LanguagePath, ServiceDep
 from app.api.routes.predict import ERRORS, refuse_when_draining
 from app.api.schemas import TagRequest, TagResponse, check_texts
 from app.tagging import WordInput
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["predict"])
 async def tag(
     body: TagRequest,
     service: ServiceDep,
-    language: str = Path(description="BCP-47 or ISO 639-3 code, e.g. `sw` or `swh`."),
+    language: LanguagePath,
 ) -> JSONResponse:
     """Tag every word of each text with the tagging model serving `language` (the language's
     default, or the one `model` names): its tag and probability, and for NER models the
