@@ -15,17 +15,18 @@ from training.summaries import emit
 def _run(args: argparse.Namespace) -> int:
     from training.compress.config import CompressConfig
     from training.compress.pipeline import Pipeline
+    from training.compress.reports import HeadsReport
 
     config = CompressConfig.from_command(args)
     reports = Pipeline(config).run(args.stage)
-    printed = {}
+    printed: dict[str, Any] = {}
     for stage, report in reports.items():
         keep = ("parameters", "size_bytes", "seconds", "sources", "bundle")
-        printed[stage] = summary(report, keep)
-        if stage == "heads":
+        printed[stage] = summary(report.to_json(), keep)
+        if isinstance(report, HeadsReport):
             printed[stage] = {
-                name: {"accuracy": r["test_accuracy"], "macro_f1": r["test_macro_f1"]}
-                for name, r in report["results"].items()
+                name: {"accuracy": r.test_accuracy.to_json(), "macro_f1": r.test_macro_f1.to_json()}
+                for name, r in report.results.items()
             }
     emit(printed)
     return 0

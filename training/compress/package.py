@@ -17,6 +17,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from training.compress.config import CompressConfig
 from training.compress.encoders import ENCODER_CONFIG, WEIGHTS, load_encoder
 from training.compress.head import EncoderClassifier
+from training.compress.reports import HeadsReport, KeptReport, ModelReport
 from training.evaluate.metrics import scores
 from training.export.rebuild import export_from_sources, predict
 from training.sources import CompressedSources, read_sources, write_sources
@@ -30,9 +31,9 @@ class Student:
     model stage's report, the exported head and the heads stage's report."""
 
     encoder_dir: Path
-    stages: dict[str, dict[str, Any]]
+    stages: dict[str, ModelReport]
     head_file: Path
-    heads: dict[str, Any]
+    heads: HeadsReport
 
 
 def pack(
@@ -40,12 +41,10 @@ def pack(
 ) -> None:
     """Write the final student + head to `out` with its SIB-200 test figures, measured on the
     model as rebuilt from the fp16 sources (so the figures are the bundle's)."""
-    final = student.heads["results"]["vocab"]
+    final = student.heads.results["vocab"]
     encoder_dir, stages = student.encoder_dir, student.stages
-    labels = student.heads["labels"]
-    model = EncoderClassifier(
-        load_encoder(encoder_dir), labels, final["head_kind"], final["reduction"]
-    )
+    labels = student.heads.labels
+    model = EncoderClassifier(load_encoder(encoder_dir), labels, final.head_kind, final.reduction)
     model.load_state_dict(torch.load(student.head_file, map_location="cpu"))
     if out.exists():
         shutil.rmtree(out)
@@ -56,26 +55,26 @@ def pack(
     for name in TOKENIZER_FILES:
         if (encoder_dir / name).is_file():
             shutil.copyfile(encoder_dir / name, out / name)
-    task_aware = "same_as" not in stages["task"]
+    task_aware = not isinstance(stages["task"], KeptReport)
     test_texts, test_gold = test
     source: dict[str, Any] = {
         "kind": "compressed",
         "labels": labels,
-        "head_kind": final["head_kind"],
-        "reduction": final["reduction"],
+        "head_kind": final.head_kind,
+        "reduction": final.reduction,
         "max_length": config.max_length,
         "bundle": config.to_json()["bundle"],
         "provenance": {
             "method": "compressed monolingual student (layers, FFN pruning, "
-            + ("" if "same_as" in stages["truncate"] else "hidden truncation, ")
+            + ("" if isinstance(stages["truncate"], KeptReport) else "hidden truncation, ")
             + ("task-aware distillation, " if task_aware else "")
-            + f"vocabulary trimming) + {final['head_kind']} head",
+            + f"vocabulary trimming) + {final.head_kind} head",
             "teacher": Path(config.teacher).name,
             "distillation_text": str(config.corpus),
             "task_data": str(config.task.data),
-            "layers": stages["vocab"].get("layers", config.layers),
-            "parameters": {name: report["parameters"] for name, report in stages.items()},
-            "exported_seed": final["exported_seed"],
+            "layers": stages["vocab"].layers,
+            "parameters": {name: report.parameters for name, report in stages.items()},
+            "exported_seed": final.exported_seed,
         },
         "evaluation": [],
         "reference": {"texts": test_texts[:200], "labels": None},
@@ -91,9 +90,9 @@ def pack(
             "accuracy": result["accuracy"],
             "macro_f1": result["macro_f1"],
             "seeds": {
-                "accuracy": final["test_accuracy"],
-                "macro_f1": final["test_macro_f1"],
-                "runs": len(final["runs"]),
+                "accuracy": final.test_accuracy.to_json(),
+                "macro_f1": final.test_macro_f1.to_json(),
+                "runs": len(final.runs),
             },
         }
     ]

@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +36,18 @@ from training.compress.distill import distill, ffn_importance, most_important, v
 from training.compress.encoders import load_encoder
 from training.compress.head import EncoderClassifier, HeadSettings, train_head
 from training.compress.head import predict as predict_ids
+from training.compress.reports import (
+    REPORT,
+    HeadsReport,
+    KeptReport,
+    LayersReport,
+    ModelReport,
+    Report,
+    Shape,
+    parsed,
+    read_report,
+    write_report,
+)
 from training.compress.surgery import parameters, prune_ffn, reduce_layers, truncate_hidden
 from training.data import read_lines, read_table
 from training.evaluate.metrics import scores
@@ -44,7 +56,6 @@ from training.settings_files import validated
 from training.vocab.trim import split_lines, trim_model
 from training.weights.resolve import resolve_model
 
-REPORT = "report.json"
 # the settings a base run must share for its layers and prune stages to be this run's
 BASE_KEYS = (
     "teacher", "corpus", "max_length", "val_fraction", "max_texts", "layers", "layer_init",
@@ -94,7 +105,7 @@ def task_labels(task: TaskConfig) -> list[str]:
     return sorted(set(table.labels))
 
 
-SHAPE_KEYS = ("parameters", "layers", "hidden", "heads", "ffn", "vocabulary")
+ReportT = TypeVar("ReportT", bound=Report)
 
 
 def shape(model: BertModel) -> dict[str, int]:
@@ -151,22 +162,22 @@ class Pipeline:
             self._ids[key] = (encode(self.train_texts), encode(self.val_texts))
         return self._ids[key]
 
-    def run(self, stages: list[str] | None = None) -> dict[str, Any]:
+    def run(self, stages: list[str] | None = None) -> dict[str, Report]:
         check_base(self.config)
         self.config.out.mkdir(parents=True, exist_ok=True)
         if self.main:
             (self.config.out / "compress-config.json").write_text(
                 json.dumps(self.config.to_json(), indent=2)
             )
-        reports = {}
+        reports: dict[str, Report] = {}
         for stage in stages or list(STAGES):
             if stage not in STAGES:
                 raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
             folder = stage_dir(self.config, stage)
-            done = found(self.config, stage) / REPORT
-            if done.is_file():
-                print(f"{stage}: done earlier ({done})", flush=True)
-                reports[stage] = json.loads(done.read_text())
+            done = found(self.config, stage)
+            if (done / REPORT).is_file():
+                print(f"{stage}: done earlier ({done / REPORT})", flush=True)
+                reports[stage] = read_report(done, stage)
                 continue
             previous = STAGES[STAGES.index(stage) - 1] if stage != "layers" else None
             if previous and previous in MODEL_STAGES and not self._done(previous):
@@ -174,25 +185,29 @@ class Pipeline:
             print(f"{stage}: starting", flush=True)
             started = time.perf_counter()
             folder.mkdir(parents=True, exist_ok=True)
-            report = getattr(self, f"_{stage}")(folder)
-            report["seconds"] = round(time.perf_counter() - started, 1)
+            data = getattr(self, f"_{stage}")(folder)
+            data["seconds"] = round(time.perf_counter() - started, 1)
             if self.main:
-                (folder / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False))
+                reports[stage] = write_report(folder, stage, data)
+            else:
+                reports[stage] = parsed(stage, data, f"the {stage} stage")
             self._written()
-            reports[stage] = report
         return reports
 
     def _done(self, stage: str) -> bool:
         return (found(self.config, stage) / REPORT).is_file()
 
-    def report(self, stage: str) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads((found(self.config, stage) / REPORT).read_text())
-        return result
+    def report(self, stage: str, kind: type[ReportT]) -> ReportT:
+        """A finished stage's report (this run's, or a shared stage's in the base run)."""
+        report = read_report(found(self.config, stage), stage)
+        if not isinstance(report, kind):
+            raise ValueError(f"the {stage} stage's report is a {type(report).__name__}")
+        return report
 
     def encoder_dir(self, stage: str) -> Path:
         """The model a stage ended with, following `same_as` to the stage that made it."""
-        while "same_as" in (report := self.report(stage)):
-            stage = report["same_as"]
+        while isinstance(report := self.report(stage, ModelReport), KeptReport):
+            stage = report.same_as
         return found(self.config, stage) / "model"
 
     def _save(self, model: BertModel, folder: Path, tokenizer: Any = None) -> dict[str, Any]:
@@ -212,11 +227,11 @@ class Pipeline:
         return described | {"distillation": result} | self._save(student, folder)
 
     def _prune(self, folder: Path) -> dict[str, Any]:
-        layers_report = self.report("layers")
+        layers_report = self.report("layers", LayersReport)
         model = load_encoder(self.encoder_dir("layers"))
         teacher = load_encoder(self.teacher_dir)
         _, val = self.ids(self.tokenizer)
-        chosen = layers_report["teacher_layers"]
+        chosen = layers_report.teacher_layers
         pad = self.tokenizer.pad_token_id
         sample = val[: self.config.importance_texts]
         importance = ffn_importance(model, teacher, sample, pad, chosen, self.config.distill)
@@ -235,9 +250,8 @@ class Pipeline:
     def _truncate(self, folder: Path) -> dict[str, Any]:
         teacher = load_encoder(self.encoder_dir("prune"))
         if self.config.hidden == teacher.config.hidden_size:
-            return {"same_as": "prune", "size_bytes": self.report("prune")["size_bytes"]} | shape(
-                teacher
-            )
+            size = self.report("prune", ModelReport).size_bytes
+            return {"same_as": "prune", "size_bytes": size} | shape(teacher)
         student = truncate_hidden(teacher, self.config.hidden, self.config.head_layout)
         train, val = self.ids(self.tokenizer)
         pad = self.tokenizer.pad_token_id
@@ -250,10 +264,10 @@ class Pipeline:
         settings = self.config.task_distill
         source = self.encoder_dir("truncate")
         if settings is None:
-            kept = self.report("truncate")
-            return {"same_as": "truncate", "skipped": "no task_distill settings"} | {
-                k: kept[k] for k in ("size_bytes", *SHAPE_KEYS)
-            }
+            kept = self.report("truncate", ModelReport)
+            return {"same_as": "truncate", "skipped": "no task_distill settings"} | kept.model_dump(
+                include={"size_bytes", *Shape.model_fields}
+            )
         labels, data = self.labels(), self.task_data()
         head = self.config.head
         baseline, head_file = self.baseline_head(labels, data)
@@ -268,7 +282,7 @@ class Pipeline:
             classifier.load_state_dict(teacher.classifier.state_dict())
         train, val = self.task_ids()
         pad = self.tokenizer.pad_token_id
-        chosen = self.report("layers")["teacher_layers"]
+        chosen = self.report("layers", LayersReport).teacher_layers
         heads = (classifier, teacher.classifier)
         result = distill(student, teacher.encoder, train, val, pad, chosen, settings, folder, heads)
         if self.main:
@@ -355,12 +369,13 @@ class Pipeline:
         made a model of its own; students narrower than the teacher take the small reduction."""
         head = self.config.head
         models = [("uncompressed", self.teacher_dir, head.baseline_reduction)]
-        width = self.report("layers")["teacher"]["hidden"]
+        width = self.report("layers", LayersReport).teacher.hidden
         for stage in MODEL_STAGES:
-            if stage in head.skip:
+            if stage in head.skip or not self._done(stage):
                 continue
-            if self._done(stage) and "same_as" not in self.report(stage):
-                narrow = self.report(stage)["hidden"] < width
+            report = self.report(stage, ModelReport)
+            if not isinstance(report, KeptReport):
+                narrow = report.hidden < width
                 reduction = head.reduction if narrow else head.baseline_reduction
                 models.append((stage, self.encoder_dir(stage), reduction))
         return models
@@ -490,14 +505,15 @@ class Pipeline:
         head_file = stage_dir(self.config, "heads") / "final-head.pt"
         if not head_file.is_file():
             raise ValueError(f"{head_file} is missing: run the heads stage on the final student")
-        heads = json.loads((stage_dir(self.config, "heads") / REPORT).read_text())
+        heads = read_report(stage_dir(self.config, "heads"), "heads")
+        assert isinstance(heads, HeadsReport)
         bundle = self.config.bundle
         assert bundle is not None
         assert bundle.sources is not None
         assert bundle.out is not None
         built: dict[str, Any] = {"sources": str(bundle.sources)}
         if self.main:
-            stages = {stage: self.report(stage) for stage in MODEL_STAGES}
+            stages = {stage: self.report(stage, ModelReport) for stage in MODEL_STAGES}
             test = self.task_data()["test"]
             student = Student(self.encoder_dir("vocab"), stages, head_file, heads)
             pack(self.config, student, test, bundle.sources)

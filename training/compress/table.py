@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from training.compress import MODEL_STAGES, SHARED_STAGES
+from training.compress.reports import (
+    REPORT,
+    HeadsReport,
+    KeptReport,
+    LayersReport,
+    ModelReport,
+    Report,
+    VocabReport,
+    read_report,
+)
 
 TITLES = {"uncompressed": "e5-small (uncompressed)"} | {
     stage: f"{n} {stage}" for n, stage in enumerate(MODEL_STAGES, start=1)
@@ -18,12 +28,12 @@ TITLES = {"uncompressed": "e5-small (uncompressed)"} | {
 TITLES[MODEL_STAGES[-1]] += " (served)"
 
 
-def _report(run: Path, stage: str, base: str | None = None) -> dict[str, Any] | None:
+def _report(run: Path, stage: str, base: str | None = None) -> Report | None:
     """A stage's report: this run's, else (for the shared stages) the base run's."""
-    found = sorted(run.glob(f"*-{stage}/report.json"))
+    found = sorted(run.glob(f"*-{stage}/{REPORT}"))
     if not found and base and stage in SHARED_STAGES:
-        found = sorted(Path(base).glob(f"*-{stage}/report.json"))
-    return json.loads(found[0].read_text()) if found else None
+        found = sorted(Path(base).glob(f"*-{stage}/{REPORT}"))
+    return read_report(found[0].parent, stage) if found else None
 
 
 def _shape(report: dict[str, Any]) -> str:
@@ -56,37 +66,36 @@ def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every figure of the table, per model, from the run's reports (and the speed report)."""
     config = json.loads((run / "compress-config.json").read_text())
     base = config.get("base")
-    heads = (_report(run, "heads") or {}).get("results", {})
+    heads_report = _report(run, "heads")
+    heads = heads_report.results if isinstance(heads_report, HeadsReport) else {}
     timings = (speed or {}).get("onnxruntime_int8", {})
     layers = _report(run, "layers", base)
-    if layers is None:
+    if not isinstance(layers, LayersReport):
         raise ValueError(f"{run} has no finished stage yet")
-    if "teacher" not in layers:
-        raise ValueError(f"{run}: the layers report does not describe the teacher")
-    full = layers["teacher"]["parameters"]
-    rows: dict[str, dict[str, Any]] = {"uncompressed": dict(layers["teacher"])}
+    full = layers.teacher.parameters
+    rows: dict[str, dict[str, Any]] = {"uncompressed": layers.teacher.model_dump()}
     for stage in MODEL_STAGES:
         report = _report(run, stage, base)
-        if report is None or "same_as" in report:  # no model of its own
-            continue
-        keys = ("layers", "hidden", "ffn", "vocabulary", "parameters")
-        rows[stage] = {k: report[k] for k in keys}
-        distilled = report.get("distillation")
+        if not isinstance(report, ModelReport) or isinstance(report, KeptReport):
+            continue  # not run, or no model of its own
+        keys = {"layers", "hidden", "ffn", "vocabulary", "parameters"}
+        rows[stage] = report.model_dump(include=keys)
+        distilled = getattr(report, "distillation", None)
         if distilled:
             rows[stage]["val_loss"] = distilled["final_val"]["val_loss"]
-        if stage == "vocab":
-            rows[stage]["unk_share"] = report["trim"]["heldout_unk_share_after"]
+        if isinstance(report, VocabReport):
+            rows[stage]["unk_share"] = report.trim["heldout_unk_share_after"]
     for name, row in rows.items():
         row["share_of_uncompressed"] = round(row["parameters"] / full, 4)
         head = heads.get(name)
         if head:
             row |= {
-                "dev_macro_f1": head["dev_macro_f1"],
-                "test_accuracy": head["test_accuracy"],
-                "test_macro_f1": head["test_macro_f1"],
-                "tokens_per_text": head["tokens_per_text"],
-                "seeds": len(head["runs"]),
-                "head_learning_rate": head.get("learning_rate"),
+                "dev_macro_f1": head.dev_macro_f1.to_json(),
+                "test_accuracy": head.test_accuracy.to_json(),
+                "test_macro_f1": head.test_macro_f1.to_json(),
+                "tokens_per_text": head.tokens_per_text,
+                "seeds": len(head.runs),
+                "head_learning_rate": head.learning_rate,
             }
         if name in timings:
             row["speed"] = timings[name]
