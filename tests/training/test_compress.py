@@ -38,6 +38,7 @@ from training.compress.surgery import (
     truncate_hidden,
 )
 from training.loop import CHECKPOINT
+from training.sources import digest
 
 WORDS = ["xin", "chào", "bạn"]  # the language's text never uses "▁hello" or "▁world"
 TOPICS = ["greeting", "people"]
@@ -649,3 +650,29 @@ def test_task_bundles_are_served_and_their_rebuild_is_checked(
         assert "building" in capsys.readouterr().out
     finally:
         (models / "sources" / "vi-topic" / "note.txt").unlink()
+
+
+def test_task_heads_of_another_student_are_trained_again_not_reused(
+    task_heads: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A finished seed is reused only for the same student sources and settings: a new
+    student under the same name gets heads of its own."""
+    config = str(task_heads / "tasks.yaml")
+    capsys.readouterr()
+    assert main(["compress", "tasks", config, "--task", "sentiment"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done earlier") == 3  # the two rates' first seed, then seed 2
+    assert "another body" not in out
+    body = task_heads / "models" / "sources" / "vi-topic"
+    (body / "note.txt").write_text("another student")
+    try:
+        assert main(["compress", "tasks", config, "--task", "sentiment"]) == 0
+        out = capsys.readouterr().out
+        assert "done earlier" not in out
+        assert out.count("is of another body or settings") == 3
+    finally:
+        (body / "note.txt").unlink()
+    saved = json.loads(
+        (task_heads / "tasks" / "sentiment" / "runs" / "seed1-lr0.01.json").read_text()
+    )
+    assert saved["encoder_id"] != digest(body)  # trained on the body with the note

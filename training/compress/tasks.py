@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +39,7 @@ from training.data import read_table
 from training.evaluate.metrics import scores
 from training.loop import processes
 from training.settings_files import Settings
-from training.sources import TaskHeadSources, read_sources, write_sources
+from training.sources import TaskHeadSources, digest, read_sources, write_sources
 
 HEAD = "head.safetensors"  # the task head: adapters and classifier (the body is the student)
 
@@ -88,12 +89,12 @@ class TaskRun:
         self,
         config: TasksConfig,
         task: str,
-        encoder: tuple[str, BertModel, Any],
+        encoder: tuple[str, str, BertModel, Any],
         folder: Path,
     ):
-        """`encoder`: (its name, the encoder, its tokenizer)."""
+        """`encoder`: (its name, what identifies its weights, the encoder, its tokenizer)."""
         self.config, self.task, self.spec = config, task, config.tasks[task]
-        self.encoder_name, self.encoder, self.tokenizer = encoder
+        self.encoder_name, self.encoder_id, self.encoder, self.tokenizer = encoder
         self.folder = folder
         spec = self.spec
         if spec.kind == "tokens" and spec.scheme is None:
@@ -215,10 +216,16 @@ class TaskRun:
         saved = self._file(seed, rate, ".json")
         head = self.head
         settings = HeadSettings("adapter", self.reduction, rate, head.batch_size, head.epochs, seed)
+        identity = {"encoder_id": self.encoder_id, "settings": asdict(settings)}
         if saved.is_file():
-            print(f"{self.task} seed {seed} lr {rate:g}: done earlier ({saved})", flush=True)
             earlier: dict[str, Any] = json.loads(saved.read_text())
-            return earlier
+            if {k: earlier.get(k) for k in identity} == identity:
+                print(f"{self.task} seed {seed} lr {rate:g}: done earlier ({saved})", flush=True)
+                return earlier
+            print(
+                f"{self.task} seed {seed} lr {rate:g}: {saved} is of another body or settings",
+                flush=True,
+            )
         pad = self.tokenizer.pad_token_id
         model: torch.nn.Module
         if self.spec.kind == "tokens":
@@ -239,7 +246,7 @@ class TaskRun:
             model, log = train_head(
                 self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings
             )
-        result = {
+        result = identity | {
             "seed": seed,
             "learning_rate": rate,
             "best_epoch": log["best_epoch"],
@@ -339,9 +346,9 @@ def run_tasks(
     if baseline:
         if config.baseline is None:
             raise ValueError("--baseline: the configuration names no baseline model")
-        encoder = (config.baseline, *load_baseline(config.baseline))
-    else:
-        encoder = (config.student.name, *load_student(config.student))
+        encoder = (config.baseline, config.baseline, *load_baseline(config.baseline))
+    else:  # the student's sources, to the byte: heads of another student are not reused
+        encoder = (config.student.name, digest(config.student), *load_student(config.student))
     summary = {}
     for task in only or list(config.tasks):
         folder = config.out / "baseline" / task if baseline else config.out / task
