@@ -115,6 +115,7 @@ class ServedModel:
             max_queue=settings.max_queue_texts,
             retry_after_s=settings.retry_after_s,
             workers=settings.inference_workers or self.runtime.default_workers(),
+            run_overhead_tokens=self.runtime.run_overhead_tokens(settings),
         )
         self.batcher = Batcher(
             self.key,

@@ -120,6 +120,14 @@ class OrtModel:
         """One batch at a time on a GPU; on a CPU, one single-threaded batch per core."""
         return 1 if self._device == "cuda" else max(1, os.cpu_count() or 1)
 
+    def run_overhead_tokens(self, settings: Settings) -> int:
+        """What one more call costs in padded tokens (`RUN_OVERHEAD_TOKENS`), by default: a GPU
+        call launches every kernel again (worth about a thousand padded tokens of work), a CPU
+        call a few tokens' worth."""
+        if settings.run_overhead_tokens is not None:
+            return settings.run_overhead_tokens
+        return 1024 if self._device == "cuda" else 8
+
     def _check_inputs(self) -> tuple[str, ...]:
         graph_inputs = [i.name for i in self._session.get_inputs()]
         wanted = self.bundle.manifest.inputs

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     # true: a free worker takes what is queued at once (lowest latency); false: every flush
     # waits for max_batch_size, max_batch_tokens or max_wait_ms, idle or not (fullest batches)
     flush_when_idle: bool = True
+    run_overhead_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description="What one more model call costs, in padded tokens: a flush is cut into the "
+        "runs of similar length that cost least (padded tokens plus this per call). "
+        "Unset: 8 on a CPU, 1024 on a GPU.",
+    )
     max_queue_texts: int = Field(default=2048, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)

@@ -43,7 +43,7 @@ def main() -> None:
     def one_batch(model: OrtModel, start: int) -> None:
         chunk = [texts[(start + i) % len(texts)] for i in range(args.batch_size)]
         encoded = encoder.encode(chunk, truncate=True)
-        for run in plan_runs([len(e.ids) for e in encoded], 2.0, 4):
+        for run in plan_runs([len(e.ids) for e in encoded], model.run_overhead_tokens(Settings())):
             ids, mask = pad([encoded[i].ids for i in run], encoder.pad_id)
             model.infer(ids, mask)
 

@@ -10,7 +10,12 @@ Rows (each server in its own process on loopback, loaded by `loadgen.py`, its ow
 Every peer wraps the same tokenizer and onnxruntime session settings (peer_apps/core.py). For
 each concurrency and texts-per-request level: texts/s, p50/p99 latency, and the server's CPU
 seconds per 1,000 texts (its whole process tree, from /proc); then this service's ratio to
-every other row (a row with failed requests gets no ratio: its texts/s would count errors).
+every other row (a row with failed requests gets no ratio: its texts/s would count errors),
+and the share of the machine's CPUs the load generator itself took (it runs beside the server).
+A shared or virtual machine drifts by 10-20% within minutes, so every server is started once
+and the measurements interleave: for each of `--rounds` rounds, the offline limit, then each
+level for every peer in turn (the order rotating per round). A cell's figures are the median
+round's; a ratio is the median of the ratios taken within each round.
 Peers that are not installed (`pip install -e '.[bench]'`) are reported as skipped.
 Not a row yet: infinity-emb, whose `classify` route and optimum (ONNX) engine would need the
 bundle in the Hugging Face/optimum layout (config.json with the labels, model.onnx and the
@@ -27,6 +32,7 @@ import importlib.util
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -167,34 +173,65 @@ def load(
     command += ["--seconds", str(seconds), "--texts-per-request", str(per)]
     if peer == "bentoml":
         command.append("--always-list")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(command, capture_output=True, text=True, check=True)
-    return dict(json.loads(out.stdout))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = dict(json.loads(out.stdout))
+    # the load generator shares the machine's cores with the server: what it took is reported
+    result["client_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return result
 
 
-def measure_peer(
-    peer: str, bundle: Path, texts_file: Path, args: argparse.Namespace
+def measure_level(
+    peer: str,
+    port: int,
+    server: subprocess.Popen[str],
+    texts_file: Path,
+    concurrency: int,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
-    port = free_port()
-    server = start(peer, bundle, port, args)
-    rows: dict[str, Any] = {}
-    try:
-        wait_ready(server, port)
-        for concurrency in args.concurrency:
-            load(port, texts_file, concurrency, args.texts_per_request, args.warmup, peer)
-            before = process_tree_cpu(server.pid)
-            result = load(port, texts_file, concurrency, args.texts_per_request, args.seconds, peer)
-            cpu = process_tree_cpu(server.pid) - before
-            result["cpu_s_per_1000_texts"] = 1000 * cpu / max(result["texts"], 1)
-            rows[str(concurrency)] = result
-            print(
-                f"  {peer:<10} c={concurrency:<4} {result['texts_per_s']:>8.1f} texts/s  "
-                f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
-                f"cpu {result['cpu_s_per_1000_texts']:.2f} s/1k  errors {result['errors']}",
-                flush=True,
-            )
-    finally:
-        stop(server)
-    return rows
+    load(port, texts_file, concurrency, args.texts_per_request, args.warmup, peer)
+    before = process_tree_cpu(server.pid)
+    result = load(port, texts_file, concurrency, args.texts_per_request, args.seconds, peer)
+    cpu = process_tree_cpu(server.pid) - before
+    result["cpu_s_per_1000_texts"] = 1000 * cpu / max(result["texts"], 1)
+    result["client_cpu_share"] = result["client_cpu_s"] / result["seconds"] / (os.cpu_count() or 1)
+    return result
+
+
+def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round of median throughput (its latencies and CPU with it), all rounds kept."""
+    ordered = sorted(rounds, key=lambda r: r["texts_per_s"])
+    return {**ordered[(len(ordered) - 1) // 2], "rounds": rounds}
+
+
+def start_peers(
+    bundle: Path, args: argparse.Namespace, results: dict[str, Any]
+) -> dict[str, tuple[int, subprocess.Popen[str]]]:
+    servers: dict[str, tuple[int, subprocess.Popen[str]]] = {}
+    for peer in args.peers:
+        module = NEEDS.get(peer)
+        if module and importlib.util.find_spec(module) is None:
+            results["peers"][peer] = {"skipped": f"{module} is not installed (.[bench])"}
+            print(f"  {peer:<10} skipped: {module} is not installed", flush=True)
+            continue
+        port = free_port()
+        server = start(peer, bundle, port, args)
+        try:
+            wait_ready(server, port)
+        except RuntimeError as exc:
+            stop(server)
+            results["peers"][peer] = {"failed": str(exc)[-500:]}
+            print(f"  {peer:<10} failed: {str(exc)[-300:]}", flush=True)
+            continue
+        servers[peer] = (port, server)
+    return servers
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def main() -> None:
@@ -211,49 +248,83 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS))
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if not (args.bundle / "manifest.json").is_file():
         raise SystemExit(f"error: no bundle at {args.bundle}")
     texts = mixed_texts(args.data, args.texts)
     settings = Settings(max_batch_size=args.max_batch_size, providers=["cpu"])
-    limit = offline(args.bundle, texts, settings, args.seconds, args.max_batch_size)
     single = offline(
         args.bundle, texts[:1] * 8, settings.model_copy(update={"inference_workers": 1}), 3.0, 1
     )
-    print(
-        f"offline limit {limit['texts_per_s']:.1f} texts/s ({limit['workers']} parallel batches "
-        f"of {args.max_batch_size}); one text alone {single['p50_ms']:.2f} ms",
-        flush=True,
-    )
-    results: dict[str, Any] = {"offline": limit, "offline_one_text": single, "peers": {}}
+    print(f"one text alone, offline: {single['p50_ms']:.2f} ms", flush=True)
+    results: dict[str, Any] = {"offline_one_text": single, "peers": {}}
+    cells: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    limits: list[dict[str, Any]] = []
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
         json.dump(texts, f, ensure_ascii=False)
         texts_file = Path(f.name)
+    servers = start_peers(args.bundle, args, results)
     try:
-        for peer in args.peers:
-            module = NEEDS.get(peer)
-            if module and importlib.util.find_spec(module) is None:
-                results["peers"][peer] = {"skipped": f"{module} is not installed (.[bench])"}
-                print(f"  {peer:<10} skipped: {module} is not installed", flush=True)
-                continue
-            try:
-                results["peers"][peer] = measure_peer(peer, args.bundle, texts_file, args)
-            except (RuntimeError, subprocess.CalledProcessError) as exc:
-                results["peers"][peer] = {"failed": str(exc)[-500:]}
-                print(f"  {peer:<10} failed: {str(exc)[-300:]}", flush=True)
+        for round_ in range(args.rounds):
+            limits.append(offline(args.bundle, texts, settings, args.seconds, args.max_batch_size))
+            print(
+                f"round {round_ + 1}: offline limit {limits[-1]['texts_per_s']:.1f} texts/s "
+                f"({limits[-1]['workers']} parallel batches of {args.max_batch_size})",
+                flush=True,
+            )
+            order = list(servers)
+            order = order[round_ % len(order) :] + order[: round_ % len(order)] if order else []
+            for concurrency in args.concurrency:
+                for peer in order:
+                    if peer not in servers:
+                        continue
+                    port, server = servers[peer]
+                    try:
+                        result = measure_level(peer, port, server, texts_file, concurrency, args)
+                    except subprocess.CalledProcessError as exc:
+                        results["peers"][peer] = {"failed": str(exc.stderr)[-500:]}
+                        print(f"  {peer:<10} failed: {str(exc.stderr)[-300:]}", flush=True)
+                        stop(servers.pop(peer)[1])
+                        cells.pop(peer, None)
+                        continue
+                    cells.setdefault(peer, {}).setdefault(str(concurrency), []).append(result)
+                    print(
+                        f"  {peer:<10} c={concurrency:<4} {result['texts_per_s']:>8.1f} texts/s  "
+                        f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
+                        f"cpu {result['cpu_s_per_1000_texts']:.2f} s/1k  "
+                        f"client {100 * result['client_cpu_share']:.0f}% of the CPUs  "
+                        f"errors {result['errors']}",
+                        flush=True,
+                    )
     finally:
+        for _, server in servers.values():
+            stop(server)
         texts_file.unlink()
+    for peer, levels in cells.items():
+        results["peers"][peer] = {level: median_round(rounds) for level, rounds in levels.items()}
+    limit = median_round(limits)
+    results["offline"] = limit
     ours = results["peers"].get("smallglot", {})
     ratios: dict[str, dict[str, float]] = {}
-    for concurrency, row in ours.items() if isinstance(ours, dict) else []:
-        if not isinstance(row, dict) or "texts_per_s" not in row or row["errors"]:
+    for concurrency, rounds in cells.get("smallglot", {}).items():
+        if any(r["errors"] for r in rounds):
             continue
-        ratios[concurrency] = {"offline": row["texts_per_s"] / limit["texts_per_s"]}
-        for peer, rows in results["peers"].items():
-            other = rows.get(concurrency) if peer != "smallglot" else None
-            if isinstance(other, dict) and other.get("texts_per_s") and not other["errors"]:
-                ratios[concurrency][peer] = row["texts_per_s"] / other["texts_per_s"]
+        ratios[concurrency] = {
+            "offline": median(
+                [r["texts_per_s"] / o["texts_per_s"] for r, o in zip(rounds, limits, strict=True)]
+            )
+        }
+        for peer, levels in cells.items():
+            others = levels.get(concurrency, []) if peer != "smallglot" else []
+            if others and not any(o["errors"] for o in others):
+                ratios[concurrency][peer] = median(
+                    [
+                        r["texts_per_s"] / o["texts_per_s"]
+                        for r, o in zip(rounds, others, strict=True)
+                    ]
+                )
     results["ratios_of_smallglot"] = ratios
     results["p50_c1_over_one_text"] = (
         ours["1"]["p50_ms"] / single["p50_ms"] if isinstance(ours, dict) and "1" in ours else None
@@ -262,6 +333,7 @@ def main() -> None:
         "texts": len(texts),
         "texts_per_request": args.texts_per_request,
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "max_batch_size": args.max_batch_size,
         "workers": args.workers,
         "cpus": os.cpu_count(),

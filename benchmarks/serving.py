@@ -71,6 +71,7 @@ def offline(
     )
     model = OrtModel(bundle, settings)
     workers = settings.inference_workers or model.default_workers()
+    overhead = model.run_overhead_tokens(settings)
     counter = itertools.count()
 
     def one_batch() -> float:
@@ -79,7 +80,7 @@ def offline(
         began = time.perf_counter()
         encoded = encoder.encode(chunk, truncate=True)
         lengths = [len(e.ids) for e in encoded]
-        for run in plan_runs(lengths, 2.0, 4):
+        for run in plan_runs(lengths, overhead):
             ids, mask = pad([encoded[i].ids for i in run], encoder.pad_id)
             model.infer(ids, mask)
         return time.perf_counter() - began

@@ -48,7 +48,7 @@ def make(model: EchoModel, **config: float) -> Batcher:
 
 async def test_flush_at_max_batch_size() -> None:
     model = EchoModel()
-    batcher = make(model, max_batch_size=4, max_wait_s=5.0, min_run=100)
+    batcher = make(model, max_batch_size=4, max_wait_s=5.0, run_overhead_tokens=10_000)
     started = time.perf_counter()
     out = await batcher.run(rows(*[(t, 3) for t in range(1, 5)]), timeout_s=5)
     assert time.perf_counter() - started < 1.0  # did not wait for max_wait
@@ -59,7 +59,9 @@ async def test_flush_at_max_batch_size() -> None:
 
 async def test_flush_at_max_batch_tokens() -> None:
     model = EchoModel()
-    batcher = make(model, max_batch_size=100, max_batch_tokens=20, max_wait_s=5.0, min_run=100)
+    batcher = make(
+        model, max_batch_size=100, max_batch_tokens=20, max_wait_s=5.0, run_overhead_tokens=10_000
+    )
     started = time.perf_counter()
     out = await batcher.run(rows(*[(t, 10) for t in range(1, 5)]), timeout_s=5)
     assert time.perf_counter() - started < 1.0
@@ -228,14 +230,86 @@ async def test_stop_drains_queued_work_then_refuses() -> None:
         batcher.submit(rows((9, 1)))
 
 
-def test_plan_runs_groups_similar_lengths() -> None:
+class SlowOnLongRows(EchoModel):
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if ids.shape[1] > 50:
+            time.sleep(0.5)
+        return super().__call__(ids, mask)
+
+
+async def test_a_short_text_is_answered_before_the_long_run_of_its_flush() -> None:
+    model = SlowOnLongRows()
+    batcher = make(model, run_overhead_tokens=8)
+    short, long = batcher.submit(rows((1, 3), (2, 100)))
+    assert int((await asyncio.wait_for(short, 0.4))[0]) == 1
+    assert not long.done()
+    assert int((await asyncio.wait_for(long, 2))[0]) == 2
+    assert model.calls == [(1, 3), (1, 100)]
+    await batcher.stop()
+
+
+async def test_a_run_that_fails_fails_only_the_texts_not_yet_answered() -> None:
+    class FailsOnLongRows(EchoModel):
+        def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            if ids.shape[1] > 50:
+                raise RuntimeError("out of memory")
+            return super().__call__(ids, mask)
+
+    batcher = make(FailsOnLongRows(), run_overhead_tokens=8)
+    short, long = batcher.submit(rows((1, 3), (2, 100)))
+    assert int((await asyncio.wait_for(short, 2))[0]) == 1
+    with pytest.raises(InferenceFailed):
+        await asyncio.wait_for(long, 2)
+    await batcher.stop()
+
+
+def run_cost(lengths: list[int], runs: list[list[int]], overhead: int) -> int:
+    return sum(overhead + len(run) * max(lengths[i] for i in run) for run in runs)
+
+
+def test_plan_runs_splits_where_padding_costs_more_than_a_call() -> None:
     lengths = [3, 100, 4, 90, 5, 3, 120, 6]
-    runs = plan_runs(lengths, split_ratio=2.0, min_run=2)
+    runs = plan_runs(lengths, overhead_tokens=8)
     assert sorted(i for run in runs for i in run) == list(range(8))
-    assert [[lengths[i] for i in run] for run in runs] == [[3, 3, 4, 5, 6], [90, 100, 120]]
-    assert plan_runs(lengths, split_ratio=2.0, min_run=100) == [
-        sorted(range(8), key=lengths.__getitem__)
+    assert [[lengths[i] for i in run] for run in runs] == [[3, 3, 4, 5, 6], [90], [100], [120]]
+    # a call as dear as a thousand tokens: everything in one run, shortest first
+    assert plan_runs(lengths, overhead_tokens=1000) == [sorted(range(8), key=lengths.__getitem__)]
+    # free calls: one run per distinct length
+    assert [[lengths[i] for i in run] for run in plan_runs(lengths, 0)] == [
+        [3, 3],
+        [4],
+        [5],
+        [6],
+        [90],
+        [100],
+        [120],
     ]
+    assert plan_runs([], 8) == []
+
+
+def test_plan_runs_finds_the_cheapest_cut() -> None:
+    """Against every cut of the sorted texts into contiguous runs (2^(n-1) of them)."""
+    rng = random.Random(7)
+    for _ in range(200):
+        lengths = [rng.choice([rng.randint(2, 12), rng.randint(20, 128)]) for _ in range(8)]
+        overhead = rng.choice([0, 4, 8, 32, 256])
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        cheapest = min(
+            run_cost(lengths, cut_at(order, mask), overhead)
+            for mask in range(2 ** (len(order) - 1))
+        )
+        runs = plan_runs(lengths, overhead)
+        assert sorted(i for run in runs for i in run) == list(range(len(lengths)))
+        assert run_cost(lengths, runs, overhead) == cheapest
+
+
+def cut_at(order: list[int], mask: int) -> list[list[int]]:
+    runs = [[order[0]]]
+    for position, index in enumerate(order[1:]):
+        if mask >> position & 1:
+            runs.append([])
+        runs[-1].append(index)
+    return runs
 
 
 def test_pad_builds_ids_and_mask() -> None:
