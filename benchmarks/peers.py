@@ -12,9 +12,10 @@ each concurrency and texts-per-request level: texts/s, p50/p99 latency, and the 
 seconds per 1,000 texts (its whole process tree, from /proc); then this service's ratio to
 every other row (a row with failed requests gets no ratio: its texts/s would count errors),
 and the share of the machine's CPUs the load generator itself took (it runs beside the server).
-A shared or virtual machine drifts by 10-20% within minutes, so every server is started once
-and the measurements interleave: for each of `--rounds` rounds, the offline limit, then each
-level for every peer in turn (the order rotating per round). A cell's figures are the median
+A shared or virtual machine drifts by 10-20% within minutes, so the measurements interleave:
+for each of `--rounds` rounds, the offline limit, then every peer in turn (the order rotating
+per round), each on a freshly started server that is stopped after its levels (an idle server
+in the background, Ray's above all, slows the others). A cell's figures are the median
 round's; a ratio is the median of the ratios taken within each round.
 Peers that are not installed (`pip install -e '.[bench]'`) are reported as skipped.
 Not a row yet: infinity-emb, whose `classify` route and optimum (ONNX) engine would need the
@@ -205,27 +206,30 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return {**ordered[(len(ordered) - 1) // 2], "rounds": rounds}
 
 
-def start_peers(
-    bundle: Path, args: argparse.Namespace, results: dict[str, Any]
-) -> dict[str, tuple[int, subprocess.Popen[str]]]:
-    servers: dict[str, tuple[int, subprocess.Popen[str]]] = {}
-    for peer in args.peers:
-        module = NEEDS.get(peer)
-        if module and importlib.util.find_spec(module) is None:
-            results["peers"][peer] = {"skipped": f"{module} is not installed (.[bench])"}
-            print(f"  {peer:<10} skipped: {module} is not installed", flush=True)
-            continue
-        port = free_port()
-        server = start(peer, bundle, port, args)
-        try:
-            wait_ready(server, port)
-        except RuntimeError as exc:
-            stop(server)
-            results["peers"][peer] = {"failed": str(exc)[-500:]}
-            print(f"  {peer:<10} failed: {str(exc)[-300:]}", flush=True)
-            continue
-        servers[peer] = (port, server)
-    return servers
+def measure_peer(
+    peer: str, bundle: Path, texts_file: Path, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Every level on a freshly started server, which is stopped afterwards (an idle peer in
+    the background, Ray's above all, would slow every other row)."""
+    port = free_port()
+    server = start(peer, bundle, port, args)
+    rows: dict[str, dict[str, Any]] = {}
+    try:
+        wait_ready(server, port)
+        for concurrency in args.concurrency:
+            result = measure_level(peer, port, server, texts_file, concurrency, args)
+            rows[str(concurrency)] = result
+            print(
+                f"  {peer:<10} c={concurrency:<4} {result['texts_per_s']:>8.1f} texts/s  "
+                f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
+                f"cpu {result['cpu_s_per_1000_texts']:.2f} s/1k  "
+                f"client {100 * result['client_cpu_share']:.0f}% of the CPUs  "
+                f"errors {result['errors']}",
+                flush=True,
+            )
+    finally:
+        stop(server)
+    return rows
 
 
 def median(values: list[float]) -> float:
@@ -265,7 +269,14 @@ def main() -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
         json.dump(texts, f, ensure_ascii=False)
         texts_file = Path(f.name)
-    servers = start_peers(args.bundle, args, results)
+    peers = []
+    for peer in args.peers:
+        module = NEEDS.get(peer)
+        if module and importlib.util.find_spec(module) is None:
+            results["peers"][peer] = {"skipped": f"{module} is not installed (.[bench])"}
+            print(f"  {peer:<10} skipped: {module} is not installed", flush=True)
+        else:
+            peers.append(peer)
     try:
         for round_ in range(args.rounds):
             limits.append(offline(args.bundle, texts, settings, args.seconds, args.max_batch_size))
@@ -274,33 +285,20 @@ def main() -> None:
                 f"({limits[-1]['workers']} parallel batches of {args.max_batch_size})",
                 flush=True,
             )
-            order = list(servers)
-            order = order[round_ % len(order) :] + order[: round_ % len(order)] if order else []
-            for concurrency in args.concurrency:
-                for peer in order:
-                    if peer not in servers:
-                        continue
-                    port, server = servers[peer]
-                    try:
-                        result = measure_level(peer, port, server, texts_file, concurrency, args)
-                    except subprocess.CalledProcessError as exc:
-                        results["peers"][peer] = {"failed": str(exc.stderr)[-500:]}
-                        print(f"  {peer:<10} failed: {str(exc.stderr)[-300:]}", flush=True)
-                        stop(servers.pop(peer)[1])
-                        cells.pop(peer, None)
-                        continue
-                    cells.setdefault(peer, {}).setdefault(str(concurrency), []).append(result)
-                    print(
-                        f"  {peer:<10} c={concurrency:<4} {result['texts_per_s']:>8.1f} texts/s  "
-                        f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
-                        f"cpu {result['cpu_s_per_1000_texts']:.2f} s/1k  "
-                        f"client {100 * result['client_cpu_share']:.0f}% of the CPUs  "
-                        f"errors {result['errors']}",
-                        flush=True,
-                    )
+            shift = round_ % max(len(peers), 1)
+            for peer in peers[shift:] + peers[:shift]:
+                try:
+                    rows = measure_peer(peer, args.bundle, texts_file, args)
+                except (RuntimeError, subprocess.CalledProcessError) as exc:
+                    message = str(getattr(exc, "stderr", None) or exc)
+                    results["peers"][peer] = {"failed": message[-500:]}
+                    print(f"  {peer:<10} failed: {message[-300:]}", flush=True)
+                    peers.remove(peer)
+                    cells.pop(peer, None)
+                    continue
+                for level, row in rows.items():
+                    cells.setdefault(peer, {}).setdefault(level, []).append(row)
     finally:
-        for _, server in servers.values():
-            stop(server)
         texts_file.unlink()
     for peer, levels in cells.items():
         results["peers"][peer] = {level: median_round(rounds) for level, rounds in levels.items()}
