@@ -75,12 +75,7 @@ class ServedModel:
             served.fingerprint = sha256_file(path / MANIFEST)
             served.key = served.bundle.name
             manifest = served.bundle.manifest
-            served.encoder = TextEncoder(
-                manifest.name,
-                served.bundle.tokenizer_file,
-                manifest.max_length,
-                manifest.raw.get("preprocessing", {}),
-            )
+            served.encoder = TextEncoder.for_bundle(served.bundle)
             served.runtime = OrtModel(served.bundle, settings)
             served.runtime.warm_up(served.encoder.dummy(min(16, manifest.max_length)))
         except BundleError as exc:

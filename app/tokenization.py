@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from app.bundle import Bundle
 from app.errors import BundleError, InputTooLong
 
 # `tokenizers` parallelises encode_batch over its own thread pool. In the service every core
@@ -61,6 +62,17 @@ class TextEncoder:
         norm = preprocessing.get("unicode_normalization", "none")
         self._normal_form = None if norm == "none" else norm
         self.pad_id = self._find_pad_id()
+
+    @classmethod
+    def for_bundle(cls, bundle: Bundle) -> TextEncoder:
+        """The encoder a bundle's manifest describes: its tokenizer, length and preprocessing."""
+        manifest = bundle.manifest
+        return cls(
+            manifest.name,
+            bundle.tokenizer_file,
+            manifest.max_length,
+            manifest.raw.get("preprocessing", {}),
+        )
 
     def _find_pad_id(self) -> int:
         padding = self._full.padding

@@ -38,7 +38,7 @@ def main() -> None:
     texts = load_texts(args.data, 2000)
     bundle = load_bundle(args.bundle)
     manifest = bundle.manifest
-    encoder = TextEncoder(manifest.name, bundle.tokenizer_file, manifest.max_length, {})
+    encoder = TextEncoder.for_bundle(bundle)
 
     def one_batch(model: OrtModel, start: int) -> None:
         chunk = [texts[(start + i) % len(texts)] for i in range(args.batch_size)]

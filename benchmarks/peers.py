@@ -336,18 +336,56 @@ def main() -> None:
         "workers": args.workers,
         "cpus": os.cpu_count(),
     }
-    print(
-        json.dumps(
-            {
-                "ratios_of_smallglot": ratios,
-                "p50_c1_over_one_text": results["p50_c1_over_one_text"],
-            },
-            indent=2,
-        )
-    )
+    table = markdown(results, args.concurrency)
+    print(table)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
+        args.json.with_suffix(".md").write_text(table)
+
+
+def markdown(results: dict[str, Any], levels: list[int]) -> str:
+    """The results as Markdown: texts/s (p50, server CPU s per 1,000 texts) per peer and
+    level, the median cells, then this service's ratio to each row, median over the rounds."""
+    peers = results["peers"]
+    lines = [
+        "| clients | " + " | ".join(peers) + " |",
+        "|---|" + "---|" * len(peers),
+    ]
+    for level in map(str, levels):
+        cells = []
+        for rows in peers.values():
+            row = rows.get(level) if isinstance(rows, dict) else None
+            if "skipped" in rows or "failed" in rows:
+                cells.append("skipped" if "skipped" in rows else "failed (see the JSON)")
+            elif not isinstance(row, dict):
+                cells.append("-")
+            elif row["errors"]:
+                cells.append(f"{row['texts_per_s']:.0f}, {row['errors']:,} requests failed")
+            else:
+                cells.append(
+                    f"{row['texts_per_s']:.0f} ({row['p50_ms']:,.1f} ms, "
+                    f"{row['cpu_s_per_1000_texts']:.1f} s)"
+                )
+        lines.append(f"| {level} | " + " | ".join(cells) + " |")
+    ratios = results["ratios_of_smallglot"]
+    others = [p for p in peers if any(p in row for row in ratios.values())] + ["offline"]
+    lines += ["", "| clients | " + " | ".join(f"vs {p}" for p in others) + " |"]
+    lines.append("|---|" + "---|" * len(others))
+    for level in map(str, levels):
+        row = ratios.get(level, {})
+        lines.append(
+            f"| {level} | "
+            + " | ".join(f"{row[p]:.2f}x" if p in row else "-" for p in others)
+            + " |"
+        )
+    single, ours = results["p50_c1_over_one_text"], results["offline"]["texts_per_s"]
+    lines += [
+        "",
+        f"Offline limit (median round) {ours:.0f} texts/s; p50 at one client over one offline "
+        + (f"inference: {single:.2f}" if single is not None else "inference: -"),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -82,12 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     bundle = load_bundle(args.bundle)
     manifest = bundle.manifest
-    encoder = TextEncoder(
-        manifest.name,
-        bundle.tokenizer_file,
-        manifest.max_length,
-        manifest.raw.get("preprocessing", {}),
-    )
+    encoder = TextEncoder.for_bundle(bundle)
     settings = Settings(providers=["cpu"], intra_op_threads=1)
     model = OrtModel(bundle, settings)
     encoded = encoder.encode(mixed_texts(args.data, args.texts), truncate=True)

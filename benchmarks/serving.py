@@ -62,13 +62,7 @@ def offline(
 ) -> dict:
     """Tokenize + pad + infer in-process, with as many parallel batches as the service runs."""
     bundle = load_bundle(bundle_dir)
-    manifest = bundle.manifest
-    encoder = TextEncoder(
-        manifest.name,
-        bundle.tokenizer_file,
-        manifest.max_length,
-        manifest.raw.get("preprocessing", {}),
-    )
+    encoder = TextEncoder.for_bundle(bundle)
     model = OrtModel(bundle, settings)
     workers = settings.inference_workers or model.default_workers()
     overhead = model.run_overhead_tokens(settings)

@@ -24,12 +24,7 @@ class Classifier:
     def __init__(self, bundle_dir: Path, providers: str = "cpu") -> None:
         bundle = load_bundle(bundle_dir)
         manifest = bundle.manifest
-        self.encoder = TextEncoder(
-            manifest.name,
-            bundle.tokenizer_file,
-            manifest.max_length,
-            manifest.raw.get("preprocessing", {}),
-        )
+        self.encoder = TextEncoder.for_bundle(bundle)
         self.model = OrtModel(bundle, Settings(providers=providers.split(",")))
         self.labels = list(manifest.labels)
 

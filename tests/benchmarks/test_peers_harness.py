@@ -40,3 +40,6 @@ def test_harness_measures_this_service_and_the_naive_endpoint(
             assert row["texts_per_s"] in [r["texts_per_s"] for r in row["rounds"]]
     assert set(result["ratios_of_smallglot"]["4"]) == {"offline", "naive"}
     assert result["p50_c1_over_one_text"] > 0
+    table = out.with_suffix(".md").read_text()
+    assert "| 4 | " in table
+    assert "vs naive" in table
