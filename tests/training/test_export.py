@@ -199,3 +199,81 @@ def test_variants_leave_nothing_in_the_working_directory(
         "model.int8.onnx",
         "model.onnx",
     ]
+
+
+def test_int8_keeps_the_named_matmuls_in_fp32(tmp_path: Path) -> None:
+    import onnx
+
+    from training.export.variants import to_int8
+
+    tokenizer = build_char_tokenizer()
+    model = tiny_classifier(len(tokenizer), 3, 32, seed=0, hidden=32, layers=1)
+    export_onnx(model, tmp_path / "model.onnx", ExportSpec(), vocab_size=len(tokenizer))
+
+    def float_matmuls(keep: tuple[str, ...]) -> list[str]:
+        to_int8(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", keep_fp32=keep)
+        graph = onnx.load(str(tmp_path / "model.int8.onnx")).graph
+        weights = {init.name for init in graph.initializer}
+        return [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+
+    assert float_matmuls(()) == []  # every weight MatMul quantized
+    kept = float_matmuls(("/intermediate/", "/output/dense/"))
+    assert sorted(kept) == [
+        "/model/bert/encoder/layer.0/attention/output/dense/MatMul",
+        "/model/bert/encoder/layer.0/intermediate/dense/MatMul",
+        "/model/bert/encoder/layer.0/output/dense/MatMul",
+    ]
+
+
+def test_int8_below_its_gate_is_quantized_again_with_the_adapters_in_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first int8 graph disagrees with the model (it is another model's); the second,
+    made with `keep_fp32`, is the real quantization and passes: the bundle is written and its
+    manifest says what stayed fp32. When the second fails too, nothing is written."""
+    import training.export.bundle as bundle_module
+    from training.export.variants import to_int8
+
+    tokenizer = build_char_tokenizer()
+    model = tiny_classifier(len(tokenizer), 3, 32, seed=0, hidden=32, layers=1)
+    other = tiny_classifier(len(tokenizer), 3, 32, seed=1, hidden=32, layers=1)
+    export_onnx(other, tmp_path / "other.onnx", ExportSpec(), vocab_size=len(tokenizer))
+    calls: list[tuple[str, ...]] = []
+
+    def int8_of_another_model_first(
+        source: Path, target: Path, keep_fp32: tuple[str, ...] = ()
+    ) -> None:
+        calls.append(tuple(keep_fp32))
+        if keep_fp32:
+            to_int8(source, target, keep_fp32)
+        else:
+            target.write_bytes((tmp_path / "other.onnx").read_bytes())
+
+    monkeypatch.setattr(bundle_module, "to_int8", int8_of_another_model_first)
+    spec = BundleSpec(
+        name="x",
+        version="1",
+        task="sentiment",
+        language="vi",
+        labels=["a", "b", "c"],
+        max_length=32,
+        variants=("fp32", "int8"),
+    )
+    gate = ExportSpec(min_variant_agreement=0.9)
+    manifest = write_bundle(model, tokenizer, spec, tmp_path / "x", SAMPLE_TEXTS, gate)
+    assert calls == [(), bundle_module.INT8_KEEP_FP32]
+    assert manifest["parity"]["int8"]["kept_fp32"] == list(bundle_module.INT8_KEEP_FP32)
+    assert manifest["parity"]["int8"]["label_agreement"] >= 0.9
+    assert "kept_fp32" not in manifest["parity"]["fp32"]
+    assert load_bundle(tmp_path / "x").manifest.variants["int8"] == "model.int8.onnx"
+
+    monkeypatch.setattr(
+        bundle_module,
+        "to_int8",
+        lambda source, target, keep_fp32=(): target.write_bytes(
+            (tmp_path / "other.onnx").read_bytes()
+        ),
+    )
+    with pytest.raises(ParityError, match="int8: label agreement"):
+        write_bundle(model, tokenizer, spec, tmp_path / "y", SAMPLE_TEXTS, gate)
+    assert not (tmp_path / "y").exists()
