@@ -111,7 +111,7 @@ def _checked_parity(
     reports = check_parity(model, others, sequences, export, pad_id)
     to_int8(paths["fp32"], paths["int8"], keep_fp32=INT8_KEEP_FP32)
     reports |= check_parity(model, {"int8": paths["int8"]}, sequences, export, pad_id)
-    parity = {variant: reports[variant].as_dict() for variant in paths}
+    parity: dict[str, dict[str, Any]] = {v: dict(reports[v].as_dict()) for v in paths}
     parity["int8"]["kept_fp32"] = list(INT8_KEEP_FP32)
     return parity
 
