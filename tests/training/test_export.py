@@ -16,6 +16,17 @@ from training.export.bundle import check_manifest
 from training.export.onnx import export_onnx
 from training.export.parity import check_parity, grid_batches
 
+# a 3-label toy bundle with an int8 variant
+TOY_SPEC = BundleSpec(
+    name="x",
+    version="1",
+    task="sentiment",
+    language="vi",
+    labels=["a", "b", "c"],
+    max_length=32,
+    variants=("fp32", "int8"),
+)
+
 
 def test_manifest_follows_the_schema_and_lists_every_file(built: dict[str, Path]) -> None:
     path = built["vi-sentiment"]
@@ -107,18 +118,9 @@ def test_export_traces_eager_attention_and_gives_the_model_its_setting_back(
 def test_failed_export_leaves_no_bundle(tmp_path: Path) -> None:
     tokenizer = build_char_tokenizer()
     model = tiny_classifier(len(tokenizer), 3, 32, seed=0, hidden=32, layers=1)
-    spec = BundleSpec(
-        name="x",
-        version="1",
-        task="sentiment",
-        language="vi",
-        labels=["a", "b", "c"],
-        max_length=32,
-        variants=("fp32", "int8"),
-    )
     strict = ExportSpec(min_variant_agreement=1.0, atol=0.0, lengths=(4,), batch_sizes=(1,))
     with pytest.raises(ParityError):
-        write_bundle(model, tokenizer, spec, tmp_path / "x", SAMPLE_TEXTS, strict)
+        write_bundle(model, tokenizer, TOY_SPEC, tmp_path / "x", SAMPLE_TEXTS, strict)
     assert not (tmp_path / "x").exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -250,17 +252,8 @@ def test_int8_below_its_gate_is_quantized_again_with_the_adapters_in_fp32(
             target.write_bytes((tmp_path / "other.onnx").read_bytes())
 
     monkeypatch.setattr(bundle_module, "to_int8", int8_of_another_model_first)
-    spec = BundleSpec(
-        name="x",
-        version="1",
-        task="sentiment",
-        language="vi",
-        labels=["a", "b", "c"],
-        max_length=32,
-        variants=("fp32", "int8"),
-    )
     gate = ExportSpec(min_variant_agreement=0.9)
-    manifest = write_bundle(model, tokenizer, spec, tmp_path / "x", SAMPLE_TEXTS, gate)
+    manifest = write_bundle(model, tokenizer, TOY_SPEC, tmp_path / "x", SAMPLE_TEXTS, gate)
     assert calls == [(), bundle_module.INT8_KEEP_FP32]
     assert manifest["parity"]["int8"]["kept_fp32"] == list(bundle_module.INT8_KEEP_FP32)
     assert manifest["parity"]["int8"]["label_agreement"] >= 0.9
@@ -275,5 +268,5 @@ def test_int8_below_its_gate_is_quantized_again_with_the_adapters_in_fp32(
         ),
     )
     with pytest.raises(ParityError, match="int8: label agreement"):
-        write_bundle(model, tokenizer, spec, tmp_path / "y", SAMPLE_TEXTS, gate)
+        write_bundle(model, tokenizer, TOY_SPEC, tmp_path / "y", SAMPLE_TEXTS, gate)
     assert not (tmp_path / "y").exists()
