@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from training.batches import length_grouped_batches
 from training.cli import main
@@ -166,3 +167,56 @@ def test_config_names_bad_values(tmp_path: Path) -> None:
     assert FinetuneConfig.from_file(tmp_path / "ft.yaml", epochs=5, seed=None).epochs == 5
     with pytest.raises(ValueError, match=r"ft.yaml: batch_size: Input should be greater"):
         FinetuneConfig.from_file(tmp_path / "ft.yaml", batch_size=0)  # an override, checked
+
+
+def write_polar_tsv(path: Path, rows: int) -> None:
+    """A two-class file in SST-2's layout: `label` 0/1 first, the text in `content`."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("label\tcontent\n")
+        for i in range(rows):
+            handle.write(f"{i % 2}\tit was {'great' if i % 2 else 'awful'}\n")
+
+
+@pytest.mark.parametrize(("loss", "neutral_learns"), [("own_labels", False), ("all_labels", True)])
+def test_a_two_class_file_teaches_only_its_own_labels_when_asked(
+    tiny_model: Path, tmp_path: Path, loss: str, neutral_learns: bool
+) -> None:
+    write_tsv(tmp_path / "train.tsv", 30, 0)
+    write_tsv(tmp_path / "val.tsv", 12, 1)
+    write_polar_tsv(tmp_path / "polar.tsv", 20)
+    polar = {
+        "path": tmp_path / "polar.tsv",
+        "text_column": "content",
+        "label_map": {"0": "negative", "1": "positive"},
+    }
+    config = FinetuneConfig(
+        model=str(tiny_model),
+        train=tmp_path / "train.tsv",
+        val=tmp_path / "val.tsv",
+        out=tmp_path / "ft",
+        extra_train=[polar | {"loss": loss}],
+        watch=[polar],
+        threads=1,
+    )
+    tuner = Finetuner(config)
+    assert tuner.train_rows == {"train.tsv": 30, "polar.tsv": 20}
+    module = tuner.module()
+    rows = list(range(30, 50))  # the polar file's rows only
+    tuner.loss(module, rows, torch.device("cpu")).backward()
+    neutral = LABELS.index("neutral")
+    gradient = module.classifier.weight.grad[neutral].abs().sum().item()  # type: ignore[union-attr]
+    assert (gradient > 0) == neutral_learns
+    watched = tuner.evaluate(module)
+    assert 0 <= watched["polar_accuracy"] <= 1
+    assert 0 <= watched["polar_other_label_share"] <= 1
+
+
+def test_a_label_map_onto_an_unknown_label_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"polar.tsv: label_map names \['good'\]"):
+        FinetuneConfig(
+            model="m",
+            train=tmp_path,
+            val=tmp_path,
+            out=tmp_path,
+            extra_train=[{"path": tmp_path / "polar.tsv", "label_map": {"1": "good"}}],
+        )

@@ -9,6 +9,7 @@ import pytest
 
 from training.compress.config import CompressConfig
 from training.compress.tasks import TasksConfig
+from training.finetune.config import FinetuneConfig
 from training.kda.adapt import AdaptConfig
 from training.kda.config import KDAConfig
 from training.probe.config import ProbeConfig
@@ -21,6 +22,7 @@ MODELS: dict[str, type[Settings]] = {  # by the recipe's name: what reads it
     "kda-vi-adapt": AdaptConfig,
     "kda-": KDAConfig,
     "probe-": ProbeConfig,
+    "teacher-": FinetuneConfig,
 }
 
 

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from training.settings_files import Count, LearningRate, Settings, Threads, UserPath
+
+
+class LabelledFile(Settings):
+    """A further labelled file: its own columns, its labels mapped onto the model's
+    (`{"0": "negative", "1": "positive"}`), and which logits its rows' loss runs over.
+
+    `loss: own_labels` is a softmax over the labels the file can name only: a two-class file
+    (SST-2) then teaches polarity without saying how neutral its sentences are; `all_labels`
+    is the usual cross-entropy, which also pushes the other labels (neutral) down on them."""
+
+    path: UserPath
+    text_column: str = "text"
+    label_column: str = "label"
+    label_map: dict[str, str] = Field(default_factory=dict)
+    loss: Literal["all_labels", "own_labels"] = "all_labels"
+    limit: Count | None = None
 
 
 class FinetuneConfig(Settings):
@@ -27,6 +45,11 @@ class FinetuneConfig(Settings):
     seed: int = 13
     threads: Threads = 0
     limit: Count | None = None  # use only the first N training rows (smoke tests)
+    # more training files, mixed in with `train` (e.g. airline tweets, SST-2)
+    extra_train: list[LabelledFile] = Field(default_factory=list)
+    # files only scored at each evaluation (never chosen on): accuracy among their own labels
+    # and the share of their texts the model gives a label they do not have (e.g. neutral)
+    watch: list[LabelledFile] = Field(default_factory=list)
 
     @field_validator("labels")
     @classmethod
@@ -34,3 +57,13 @@ class FinetuneConfig(Settings):
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ValueError(f"labels must be at least two distinct names, got {labels}")
         return labels
+
+    @model_validator(mode="after")
+    def _files_name_known_labels(self) -> FinetuneConfig:
+        for item in [*self.extra_train, *self.watch]:
+            unknown = sorted(set(item.label_map.values()) - set(self.labels))
+            if unknown:
+                raise ValueError(
+                    f"{item.path.name}: label_map names {unknown}, not in {self.labels}"
+                )
+        return self

@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from training.batches import pad_rows
 from training.data import read_table
 from training.evaluate.metrics import scores
-from training.finetune.config import FinetuneConfig
+from training.finetune.config import FinetuneConfig, LabelledFile
 from training.loop import Loop, LoopSettings
 from training.weights.resolve import resolve_model
 
@@ -45,18 +45,51 @@ class Finetuner:
             self.model.base_model.embeddings.word_embeddings.requires_grad_(False)
         self.pad = self.tokenizer.pad_token_id or 0
         self.main = True  # the main process (of several under accelerate launch / torchrun)
-        self.train_ids, self.train_labels = self._encode(config.train, config.limit)
-        self.val_ids, self.val_labels = self._encode(config.val, None)
+        main = LabelledFile(
+            path=config.train,
+            text_column=config.text_column,
+            label_column=config.label_column,
+            limit=config.limit,
+        )
+        # every training row, the file it came from, and per file the labels its loss runs over
+        self.train_ids: list[list[int]] = []
+        self.train_labels: list[int] = []
+        self.train_file: list[int] = []
+        self.train_rows: dict[str, int] = {}
+        allowed = []
+        for number, item in enumerate([main, *config.extra_train]):
+            ids, gold = self._encode(item)
+            self.train_ids += ids
+            self.train_labels += gold
+            self.train_file += [number] * len(ids)
+            self.train_rows[item.path.name] = len(ids)
+            allowed.append(self._allowed(item, gold))
+        self.allowed = torch.stack(allowed)
+        self.val_ids, self.val_labels = self._encode(
+            main.model_copy(update={"path": config.val, "limit": None})
+        )
+        self.watched = [(item, *self._encode(item)) for item in config.watch]
 
-    def _encode(self, path: Path, limit: int | None) -> tuple[list[list[int]], list[int]]:
-        table = read_table(path, self.config.text_column, self.config.label_column)
+    def _encode(self, item: LabelledFile) -> tuple[list[list[int]], list[int]]:
+        table = read_table(item.path, item.text_column, item.label_column, item.label_map)
         index = {label: i for i, label in enumerate(self.config.labels)}
         unknown = sorted(set(table.labels) - set(index))
         if unknown:
-            raise ValueError(f"{path.name} has labels {unknown} outside {self.config.labels}")
-        texts = [self.config.text_prefix + t for t in table.texts][:limit]
+            raise ValueError(
+                f"{item.path.name} has labels {unknown} outside {self.config.labels}"
+                " (map them with label_map)"
+            )
+        texts = [self.config.text_prefix + t for t in table.texts][: item.limit]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)
-        return list(encoded["input_ids"]), [index[label] for label in table.labels][:limit]
+        return list(encoded["input_ids"]), [index[label] for label in table.labels][: item.limit]
+
+    def _allowed(self, item: LabelledFile, labels: list[int]) -> torch.Tensor:
+        """The logits a file's rows are scored over: all, or only the labels the file has."""
+        mask = torch.ones(len(self.config.labels), dtype=torch.bool)
+        if item.loss == "own_labels":
+            mask[:] = False
+            mask[sorted(set(labels))] = True
+        return mask
 
     def module(self) -> nn.Module:
         return self.model
@@ -67,19 +100,34 @@ class Finetuner:
     def loss(self, module: nn.Module, rows: list[int], device: torch.device) -> torch.Tensor:
         x, mask = pad_rows(self.train_ids, rows, self.pad, device)
         labels = torch.tensor([self.train_labels[i] for i in rows], device=device)
+        allowed = self.allowed[[self.train_file[i] for i in rows]].to(device)
         logits = module(input_ids=x, attention_mask=mask).logits
+        logits = logits.masked_fill(~allowed, float("-inf"))
         return nn.functional.cross_entropy(logits, labels, reduction="sum")
 
     def evaluate(self, module: nn.Module) -> dict[str, float]:
+        predicted = self._logits(module, self.val_ids).argmax(-1)
+        result = scores(np.array(self.val_labels), predicted, self.config.labels)
+        out = {"val_accuracy": result["accuracy"], "val_macro_f1": result["macro_f1"]}
+        for item, ids, labels in self.watched:
+            logits = self._logits(module, ids)
+            own = np.zeros(len(self.config.labels), dtype=bool)
+            own[sorted(set(labels))] = True
+            name = item.path.stem
+            among_own = np.where(own, logits, -np.inf).argmax(-1)
+            out[f"{name}_accuracy"] = float((among_own == np.array(labels)).mean())
+            out[f"{name}_other_label_share"] = float((~own[logits.argmax(-1)]).mean())
+        return out
+
+    def _logits(self, module: nn.Module, ids: list[list[int]]) -> np.ndarray:
         device = next(module.parameters()).device
-        order = sorted(range(len(self.val_ids)), key=lambda i: len(self.val_ids[i]))
-        predicted = np.zeros(len(self.val_ids), dtype=np.int64)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        logits = np.zeros((len(ids), len(self.config.labels)), dtype=np.float32)
         for start in range(0, len(order), 128):
             rows = order[start : start + 128]
-            x, mask = pad_rows(self.val_ids, rows, self.pad, device)
-            predicted[rows] = module(input_ids=x, attention_mask=mask).logits.argmax(-1).cpu()
-        result = scores(np.array(self.val_labels), predicted, self.config.labels)
-        return {"val_accuracy": result["accuracy"], "val_macro_f1": result["macro_f1"]}
+            x, mask = pad_rows(ids, rows, self.pad, device)
+            logits[rows] = module(input_ids=x, attention_mask=mask).logits.detach().float().cpu()
+        return logits
 
     def keep(self, module: nn.Module, out: Path | None) -> None:
         if out is not None:  # the main process: the best model is the run's output
@@ -107,6 +155,7 @@ class Finetuner:
         result = loop.run(self, cfg.to_json())
         report = {
             "config": cfg.to_json(),
+            "train_rows": self.train_rows,
             "steps": result["steps"],
             "best_val_macro_f1": result["best"],
             "history": result["history"],
