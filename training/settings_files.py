@@ -91,6 +91,17 @@ class Settings(BaseModel):
         return dumped
 
 
+class LabelledTable(Settings):
+    """A labelled CSV/TSV file as a setting: its columns, and its labels mapped onto the
+    model's (`{"0": "negative", "1": "positive"}`); `limit` keeps its first rows only."""
+
+    path: UserPath
+    text_column: str = "text"
+    label_column: str = "label"
+    label_map: dict[str, str] = Field(default_factory=dict)
+    limit: Count | None = None
+
+
 class BundleTarget(Settings):
     """The bundle a run exports: its manifest's identity and where it and its committed
     sources go (default `models/<name>` and `models/sources/<name>`)."""

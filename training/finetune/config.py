@@ -6,23 +6,23 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from training.settings_files import Count, LearningRate, Settings, Threads, UserPath
+from training.settings_files import (
+    Count,
+    LabelledTable,
+    LearningRate,
+    Settings,
+    Threads,
+    UserPath,
+)
 
 
-class LabelledFile(Settings):
-    """A further labelled file: its own columns, its labels mapped onto the model's
-    (`{"0": "negative", "1": "positive"}`), and which logits its rows' loss runs over.
+class TrainingFile(LabelledTable):
+    """A further training file. `loss: own_labels` is a softmax over the labels the file can
+    name only: a two-class file (SST-2) then teaches polarity without saying how neutral its
+    sentences are; `all_labels` is the usual cross-entropy, which also pushes the other labels
+    (neutral) down on them."""
 
-    `loss: own_labels` is a softmax over the labels the file can name only: a two-class file
-    (SST-2) then teaches polarity without saying how neutral its sentences are; `all_labels`
-    is the usual cross-entropy, which also pushes the other labels (neutral) down on them."""
-
-    path: UserPath
-    text_column: str = "text"
-    label_column: str = "label"
-    label_map: dict[str, str] = Field(default_factory=dict)
     loss: Literal["all_labels", "own_labels"] = "all_labels"
-    limit: Count | None = None
 
 
 class FinetuneConfig(Settings):
@@ -46,10 +46,10 @@ class FinetuneConfig(Settings):
     threads: Threads = 0
     limit: Count | None = None  # use only the first N training rows (smoke tests)
     # more training files, mixed in with `train` (e.g. airline tweets, SST-2)
-    extra_train: list[LabelledFile] = Field(default_factory=list)
+    extra_train: list[TrainingFile] = Field(default_factory=list)
     # files only scored at each evaluation (never chosen on): accuracy among their own labels
     # and the share of their texts the model gives a label they do not have (e.g. neutral)
-    watch: list[LabelledFile] = Field(default_factory=list)
+    watch: list[LabelledTable] = Field(default_factory=list)
 
     @field_validator("labels")
     @classmethod

@@ -18,8 +18,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from training.batches import pad_rows
 from training.data import read_table
 from training.evaluate.metrics import scores
-from training.finetune.config import FinetuneConfig, LabelledFile
+from training.finetune.config import FinetuneConfig, TrainingFile
 from training.loop import Loop, LoopSettings
+from training.settings_files import LabelledTable
 from training.weights.resolve import resolve_model
 
 
@@ -45,7 +46,7 @@ class Finetuner:
             self.model.base_model.embeddings.word_embeddings.requires_grad_(False)
         self.pad = self.tokenizer.pad_token_id or 0
         self.main = True  # the main process (of several under accelerate launch / torchrun)
-        main = LabelledFile(
+        main = TrainingFile(
             path=config.train,
             text_column=config.text_column,
             label_column=config.label_column,
@@ -70,7 +71,7 @@ class Finetuner:
         )
         self.watched = [(item, *self._encode(item)) for item in config.watch]
 
-    def _encode(self, item: LabelledFile) -> tuple[list[list[int]], list[int]]:
+    def _encode(self, item: LabelledTable) -> tuple[list[list[int]], list[int]]:
         table = read_table(item.path, item.text_column, item.label_column, item.label_map)
         index = {label: i for i, label in enumerate(self.config.labels)}
         unknown = sorted(set(table.labels) - set(index))
@@ -83,7 +84,7 @@ class Finetuner:
         encoded = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)
         return list(encoded["input_ids"]), [index[label] for label in table.labels][: item.limit]
 
-    def _allowed(self, item: LabelledFile, labels: list[int]) -> torch.Tensor:
+    def _allowed(self, item: TrainingFile, labels: list[int]) -> torch.Tensor:
         """The logits a file's rows are scored over: all, or only the labels the file has."""
         mask = torch.ones(len(self.config.labels), dtype=torch.bool)
         if item.loss == "own_labels":

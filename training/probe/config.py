@@ -7,20 +7,15 @@ from pathlib import Path
 
 from pydantic import Field
 
-from training.settings_files import Settings
+from training.settings_files import LabelledTable, Settings
 
 
-class LabelledFile(Settings):
+class LabelledFile(LabelledTable):
     """One labelled table. `polar`: the file only knows negative/positive (SST-2): its rows
     are scored over those two logits, so it teaches "not neutral" without inventing neutral
     labels."""
 
-    path: Path
-    text_column: str = "text"
-    label_column: str = "label"
-    label_map: dict[str, str] = Field(default_factory=dict)
     polar: bool = False
-    limit: int | None = Field(default=None, ge=1)
     weight: float = Field(default=1.0, gt=0)
 
 
