@@ -8,11 +8,16 @@ run's language: batch 1 (one text after another) and batch 32 (length-sorted bat
 service's batcher forms them). Texts per second over `--repeats` passes, best pass kept.
 `--breakdown` adds where the time goes: fp32 vs int8, one thread vs every core, the int8
 graph's operator types by share of kernel time, and the final student regrouped into whole
-heads (the `head_layout: whole` architecture).
+heads (the `head_layout: whole` architecture). `--shapes 6x384x768 5x384x1024 ...` also
+times candidate shapes (layers x hidden x FFN) cut from the run's final student before any is
+trained (its first neurons and stride layers; whole heads when narrower): what a shape would
+buy in speed, to choose which to train.
 
     python benchmarks/compress_speed.py runs/compress-mt --report reports/compress/mt/speed.json
     python benchmarks/compress_speed.py runs/compress-sw --breakdown --no-engine \
         --report reports/compress/sw/speed-breakdown.json
+    python benchmarks/compress_speed.py runs/compress-mt-small --no-engine \
+        --shapes 6x384x768 5x384x1024 --report reports/compress/mt/shapes-speed.json
 """
 
 from __future__ import annotations
@@ -119,10 +124,20 @@ def operator_shares(path: Path, threads: int, ids: list[list[int]], pad: int, fo
     return {op: round(us / total, 3) for op, us in ranked[:8]}
 
 
-def onnx_speed(model_dir: Path, labels: int, texts: list[str], max_length: int, repeats: int):
+def onnx_speed(
+    model_dir: Path,
+    labels: int,
+    texts: list[str],
+    max_length: int,
+    repeats: int,
+    encoder: Any = None,
+):
+    """The int8 graph's speed of the encoder in `model_dir` (or `encoder`, with that
+    directory's tokenizer)."""
     tokenizer, ids = token_ids(model_dir, texts, max_length)
+    encoder = encoder if encoder is not None else load_encoder(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32, int8 = export_pair(load_encoder(model_dir), labels, len(tokenizer), Path(tmp))
+        fp32, int8 = export_pair(encoder, labels, len(tokenizer), Path(tmp))
         sizes = {"fp32_bytes": fp32.stat().st_size, "int8_bytes": int8.stat().st_size}
         threads = os.cpu_count() or 1
         return {
@@ -130,6 +145,34 @@ def onnx_speed(model_dir: Path, labels: int, texts: list[str], max_length: int, 
             "tokens_per_text": round(float(np.mean([len(x) for x in ids])), 2),
             **graph_speed(int8, threads, ids, tokenizer.pad_token_id or 0, repeats),
         }
+
+
+def shape_of(text: str) -> tuple[int, int, int]:
+    """`LAYERSxHIDDENxFFN` (e.g. 6x384x768) as three positive numbers."""
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not LAYERSxHIDDENxFFN, e.g. 6x384x768")
+    layers, hidden, ffn = (int(p) for p in parts)
+    return layers, hidden, ffn
+
+
+def cut_shape(encoder: Any, shape: tuple[int, int, int]) -> Any:
+    """`encoder` cut to a (layers, hidden, FFN) shape, for timing only: stride layers, the
+    first FFN neurons, the first hidden dimensions as whole heads."""
+    import torch
+
+    from training.compress.surgery import prune_ffn, reduce_layers, truncate_hidden
+
+    layers, hidden, ffn = shape
+    config = encoder.config
+    if layers > config.num_hidden_layers or ffn > config.intermediate_size:
+        shown = "x".join(map(str, shape))
+        raise SystemExit(f"error: shape {shown} is larger than the student it is cut from")
+    cut, _ = reduce_layers(encoder, layers, "stride")
+    cut = prune_ffn(cut, [torch.arange(ffn)] * layers)
+    if hidden < config.hidden_size:
+        cut = truncate_hidden(cut, hidden, "whole")
+    return cut
 
 
 def whole_heads(encoder: Any, width: int) -> Any:
@@ -212,6 +255,18 @@ def main() -> None:
         help="also time fp32 vs int8 on 1 thread vs every core, list operator shares, and time "
         "the final student regrouped into whole heads",
     )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        type=shape_of,
+        default=[],
+        help="also time these LAYERSxHIDDENxFFN shapes cut from the final student (untrained)",
+    )
+    parser.add_argument(
+        "--final-only",
+        action="store_true",
+        help="time the uncompressed model and the final student only (not the stages between)",
+    )
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
     config = CompressConfig.from_file(args.run / "compress-config.json")
@@ -224,9 +279,18 @@ def main() -> None:
         for stage in MODEL_STAGES
         if (found(config, stage) / "model").is_dir()
     ]
+    if args.final_only:
+        models = [models[0], models[-1]]
     rows = {}
     for name, path in models:
         rows[name] = onnx_speed(path, labels, texts, config.max_length, args.repeats)
+        print(json.dumps({"model": name} | rows[name]), flush=True)
+    final_dir = models[-1][1]
+    for shape in args.shapes:
+        encoder = cut_shape(load_encoder(final_dir), shape)
+        row = onnx_speed(final_dir, labels, texts, config.max_length, args.repeats, encoder)
+        name = "shape " + "x".join(map(str, shape))
+        rows[name] = row | {"parameters": sum(p.numel() for p in encoder.parameters())}
         print(json.dumps({"model": name} | rows[name]), flush=True)
     base = rows["uncompressed"]
     for row in rows.values():

@@ -478,6 +478,34 @@ def test_the_speed_benchmark_times_every_stage_and_breaks_the_student_down(
         assert list(shares.values()) == sorted(shares.values(), reverse=True)
 
 
+def test_the_speed_benchmark_times_untrained_shapes_beside_the_final_student(
+    compressed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from benchmarks import compress_speed
+
+    assert compress_speed.shape_of("6x384x768") == (6, 384, 768)
+    with pytest.raises(argparse.ArgumentTypeError, match="LAYERSxHIDDENxFFN"):
+        compress_speed.shape_of("6x384")
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
+    cut = compress_speed.cut_shape(BertModel(config), (1, 16, 48))
+    shape = (cut.config.num_hidden_layers, cut.config.hidden_size, cut.config.intermediate_size)
+    assert shape == (1, 16, 48)
+    assert cut.config.num_attention_heads == 2  # whole heads of 8
+    out = tmp_path / "speed.json"
+    args = [str(compressed / "run"), "--no-engine", "--final-only", "--repeats", "1"]
+    monkeypatch.setattr(sys, "argv", ["compress_speed.py", *args, "--report", str(out)])
+    compress_speed.main()
+    assert list(json.loads(out.read_text())["onnxruntime_int8"]) == ["uncompressed", "vocab"]
+
+
 def test_a_stopped_heads_stage_resumes_per_seed(
     compressed: Path, capsys: pytest.CaptureFixture
 ) -> None:
