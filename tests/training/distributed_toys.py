@@ -82,7 +82,7 @@ def run_kda(out: Path, epochs: int) -> dict[str, Any]:
     report = fit(
         student, ids[:128], probs[:128], ids[128:], probs[128:], settings, out, 0, fingerprint
     )
-    return report | {"weights": student.adapter.state_dict()}
+    return report.model_dump() | {"weights": student.adapter.state_dict()}
 
 
 def main(argv: list[str]) -> None:

@@ -23,7 +23,9 @@ from training.evaluate.predictors import BundlePredictor
 from training.evaluate.run import truncate
 from training.kda.adapt import AdaptConfig
 from training.kda.package import rebuild_student
+from training.kda.reports import AdaptReport
 from training.prior import adjust, em_prior, logit_shift
+from training.soft_labels import REPORT, EnsembleReport
 from training.sources import SOURCE
 
 
@@ -190,3 +192,32 @@ def test_ensemble_refuses_a_member_without_a_training_prior(
     assert "training prior is unknown" in capsys.readouterr().err
     assert main([*args[:3], str(tmp_path), *args[4:], "--out", str(tmp_path / "e")]) == 2
     assert "neither a bundle" in capsys.readouterr().err
+
+
+REPORTS = Path(__file__).resolve().parents[2] / "reports" / "kda" / "vi-adapt"
+
+
+@pytest.mark.parametrize("name", ["adapt-1.json", "adapt-2.json"])
+def test_committed_adaptation_reports_read_as_their_model(name: str) -> None:
+    report = AdaptReport.read(REPORTS / name)
+    assert report.prior is not None
+    assert len(report.prior.logit_shift) == 3
+
+
+@pytest.mark.parametrize("name", ["ensemble-1.json", "ensemble-2.json", "ensemble-em.json"])
+def test_committed_ensemble_reports_read_as_their_model(name: str, tmp_path: Path) -> None:
+    shutil.copy(REPORTS / name, tmp_path / REPORT)
+    report = EnsembleReport.read(tmp_path)
+    assert report.labels == ["negative", "neutral", "positive"]
+    assert all(len(m.target_prior) == 3 for m in report.members)
+
+
+def test_a_report_of_another_shape_is_refused_naming_its_field(tmp_path: Path) -> None:
+    report = json.loads((REPORTS / "adapt-1.json").read_text())
+    report["vocabulary"].pop("pieces")
+    (tmp_path / "adapt-report.json").write_text(json.dumps(report))
+    wrong = r"(?s)adapt-report\.json is not AdaptReport.*vocabulary\.pieces"
+    with pytest.raises(ValueError, match=wrong):
+        AdaptReport.read(tmp_path / "adapt-report.json")
+    with pytest.raises(FileNotFoundError, match="ensemble label"):
+        EnsembleReport.read(tmp_path)

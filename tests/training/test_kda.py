@@ -179,8 +179,9 @@ def test_student_learns_the_toy_language(variant: str, make_teacher, tmp_path: P
         tmp_path,
         pad_id=0,
     )
-    assert report["heldout_agreement"] >= 0.9, report["history"][-1]
-    assert report["best_heldout_loss"] < 0.6 * report["initial_heldout"]["loss"]
+    assert report.initial_heldout is not None
+    assert report.heldout_agreement >= 0.9, report.history[-1]
+    assert report.best_heldout_loss < 0.6 * report.initial_heldout["loss"]
     for name, value in teacher.state_dict().items():  # frozen parts did not move
         assert torch.equal(value, before_teacher[name]), name
     assert torch.equal(student.embeddings.weight, before_table)
@@ -240,10 +241,11 @@ def test_feature_loss_trains_the_student_towards_the_teachers_features(tmp_path:
         fit(student, *pairs, FitSettings(feature_weight=1.0), tmp_path / "none", pad_id=0)
     settings.feature_weight = 1.0
     report = fit(student, *pairs, settings, tmp_path / "run", pad_id=0, features=features)
-    last = report["history"][-1]
-    assert last["heldout_feature_loss"] < 0.5 * report["initial_heldout"]["feature_loss"]
-    assert report["heldout_agreement"] >= 0.9, last
-    assert last["heldout_loss"] < report["initial_heldout"]["loss"]  # the distillation part only
+    last, initial = report.history[-1], report.initial_heldout
+    assert initial is not None
+    assert last["heldout_feature_loss"] < 0.5 * initial["feature_loss"]
+    assert report.heldout_agreement >= 0.9, last
+    assert last["heldout_loss"] < initial["loss"]  # the distillation part only
 
 
 def test_decoder_pooling_ignores_right_padding() -> None:

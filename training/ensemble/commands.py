@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from training.options import TEXT_FILES, command, group
+from training.soft_labels import EnsembleReport
 
 
 def _label(args: argparse.Namespace) -> int:
@@ -28,7 +29,7 @@ def _label(args: argparse.Namespace) -> int:
     report = label(
         args.members, texts, args.out, args.heldout, args.seed, args.variant, args.target_prior
     )
-    print(json.dumps({k: v for k, v in report.items() if k != "members"}, indent=2))
+    print(report.model_dump_json(indent=2, exclude={"members"}))
     return 0
 
 
@@ -53,7 +54,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from training.evaluate.records import emit
     from training.evaluate.run import score_logits
 
-    labels = json.loads((args.labels / "ensemble-report.json").read_text())["labels"]
+    labels = EnsembleReport.read(args.labels).labels
     reports = []
     for path in args.data:
         table = read_table(path)

@@ -10,16 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 
 from training.prior import adjust, em_prior, logit_shift, smoothed
-
-LABELS = "labels.npz"
-TEXTS = "texts.json"
-Target = Literal["uniform", "em"]
-REPORT = "ensemble-report.json"
+from training.soft_labels import EnsembleReport, Member, SoftLabels, Target
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -97,7 +92,7 @@ def label(
     seed: int = 13,
     variant: str = "fp32",
     target: Target = "uniform",
-) -> dict[str, Any]:
+) -> EnsembleReport:
     """Soft labels for `texts`: each member moved from its training prior to the `target`
     prior (`uniform`: every class equally likely, the paper's balanced set-up; `em`: the prior
     EM estimates on these texts, Saerens et al.), then averaged. EM's estimate is reported
@@ -117,18 +112,18 @@ def label(
         prior = estimate if target == "em" else np.full(len(labels), 1 / len(labels))
         corrected.append(adjust(probs, train_prior, prior))
         report_members.append(
-            {
-                "member": str(path),
-                "train_prior": train_prior.round(4).tolist(),
-                "em_prior": estimate.round(4).tolist(),
-                "em_iterations": steps,
-                "target_prior": prior.round(4).tolist(),
-                "logit_shift": logit_shift(train_prior, prior).round(4).tolist(),
-                "predicted_share": _shares(probs),
-                "corrected_share": _shares(corrected[-1]),
-            }
+            Member(
+                member=str(path),
+                train_prior=train_prior.round(4).tolist(),
+                em_prior=estimate.round(4).tolist(),
+                em_iterations=steps,
+                target_prior=prior.round(4).tolist(),
+                logit_shift=logit_shift(train_prior, prior).round(4).tolist(),
+                predicted_share=_shares(probs),
+                corrected_share=_shares(corrected[-1]),
+            )
         )
-        print(json.dumps(report_members[-1]), flush=True)
+        print(report_members[-1].model_dump_json(), flush=True)
     assert names is not None
     ensemble = np.mean(corrected, axis=0).astype(np.float32)
     held = np.zeros(len(texts), dtype=bool)
@@ -136,31 +131,27 @@ def label(
         np.random.default_rng(seed).permutation(len(texts))[: max(1, round(len(texts) * heldout))]
     ] = True
     votes = [c.argmax(1) for c in corrected]
-    report = {
-        "labels": names,
-        "target": target,
-        "texts": len(texts),
-        "heldout": int(held.sum()),
-        "members": report_members,
-        "member_agreement": round(float(np.mean(votes[0] == votes[-1])), 4),
-        "ensemble_share": _shares(ensemble),
-    }
-    (out / TEXTS).write_text(json.dumps(texts, ensure_ascii=False))
-    np.savez(out / LABELS, probs=ensemble, heldout=held, labels=np.array(names))
-    (out / REPORT).write_text(json.dumps(report, indent=2))
+    report = EnsembleReport(
+        labels=names,
+        target=target,
+        texts=len(texts),
+        heldout=int(held.sum()),
+        members=report_members,
+        member_agreement=round(float(np.mean(votes[0] == votes[-1])), 4),
+        ensemble_share=_shares(ensemble),
+    )
+    SoftLabels(texts, ensemble, held, names).write(out)
+    report.write(out)
     return report
 
 
 def ensemble_probabilities(labels_dir: Path, texts: list[str], variant: str = "fp32") -> np.ndarray:
     """The ensemble of an `ensemble label` run applied to other texts: each member's
     probabilities moved to the run's target prior, then averaged."""
-    report = json.loads((labels_dir / REPORT).read_text())
     corrected = []
-    for member in report["members"]:
-        _, probs, _ = member_outputs(Path(member["member"]), texts, variant)
-        corrected.append(
-            adjust(probs, np.array(member["train_prior"]), np.array(member["target_prior"]))
-        )
+    for member in EnsembleReport.read(labels_dir).members:
+        _, probs, _ = member_outputs(Path(member.member), texts, variant)
+        corrected.append(adjust(probs, np.array(member.train_prior), np.array(member.target_prior)))
     out: np.ndarray = np.mean(corrected, axis=0)
     return out
 
@@ -168,11 +159,10 @@ def ensemble_probabilities(labels_dir: Path, texts: list[str], variant: str = "f
 def heldout_fit(labels_dir: Path, model: Path, variant: str = "fp32") -> dict[str, float]:
     """How closely a model follows the ensemble on the held-out slice: cross-entropy against
     its soft labels and argmax agreement. Label-free: this is what chooses the served model."""
-    texts = json.loads((labels_dir / TEXTS).read_text())
-    saved = np.load(labels_dir / LABELS)
-    held = np.flatnonzero(saved["heldout"])
-    target = saved["probs"][held]
-    _, probs, _ = member_outputs(model, [texts[i] for i in held], variant)
+    soft = SoftLabels.read(labels_dir)
+    held = np.flatnonzero(soft.heldout)
+    target = soft.probs[held]
+    _, probs, _ = member_outputs(model, [soft.texts[i] for i in held], variant)
     cross_entropy = float(-(target * np.log(np.clip(probs, 1e-9, 1))).sum(1).mean())
     agreement = float((probs.argmax(1) == target.argmax(1)).mean())
     return {

@@ -35,11 +35,11 @@ from tqdm import tqdm
 
 from training.batches import pad_rows
 from training.data import normalise
+from training.kda.reports import ADAPT_REPORT, AdaptReport, PriorShift, VocabularyChange
 from training.kda.student import KDAStudent
 from training.kda.train import FitSettings, fit
 from training.settings_files import Settings
-
-REPORT = "adapt-report.json"
+from training.soft_labels import SoftLabels
 
 
 class AdaptConfig(Settings):
@@ -124,7 +124,7 @@ def probabilities(
     return out
 
 
-def run(config: AdaptConfig) -> dict[str, Any]:
+def run(config: AdaptConfig) -> AdaptReport:
     from training.kda.package import rebuild_student, student_with_pieces
     from training.prior import em_prior, logit_shift, smoothed
     from training.weights.resolve import resolve_model
@@ -133,25 +133,14 @@ def run(config: AdaptConfig) -> dict[str, Any]:
         torch.set_num_threads(config.threads)
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "adapt-config.json").write_text(config.model_dump_json(indent=2))
-    for name in ("texts.json", "labels.npz"):
-        if not (config.labels / name).is_file():
-            raise FileNotFoundError(
-                f"{config.labels / name} is missing: run `python -m training ensemble label` first"
-            )
+    soft = SoftLabels.read(config.labels)
     student, tokenizer, source = rebuild_student(config.sources)
-    texts = json.loads((config.labels / "texts.json").read_text())
-    saved = np.load(config.labels / "labels.npz")
-    probs, held = saved["probs"].astype(np.float32), saved["heldout"]
+    texts, probs, held = soft.texts, soft.probs, soft.heldout
     labels = [student.config.id2label[i] for i in range(student.config.num_labels)]
-    if list(saved["labels"]) != labels:
-        raise ValueError(f"{config.labels} labels {list(saved['labels'])}, the student {labels}")
+    if soft.labels != labels:
+        raise ValueError(f"{config.labels} labels {soft.labels}, the student {labels}")
     prepared = [normalise(t, config.lowercase) for t in texts]
     train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
-    report: dict[str, Any] = {
-        "texts": len(texts),
-        "train": len(train_rows),
-        "heldout": len(held_rows),
-    }
 
     base_dir = Path(resolve_model(source.base))
     kept = json.loads((config.sources / "kept-pieces.json").read_text())
@@ -161,14 +150,11 @@ def run(config: AdaptConfig) -> dict[str, Any]:
         kept = extended_pieces(base_dir, kept, [prepared[i] for i in train_rows], config.lowercase)
         student, tokenizer = student_with_pieces(student, base_dir, kept)
     after = unk_share(tokenizer.backend_tokenizer, [prepared[i] for i in held_rows])
-    report["vocabulary"] = {
-        "pieces_before": pieces_before,
-        "pieces": len(kept),
-        "heldout_before": before,
-        "heldout_after": after,
-    }
+    vocabulary = VocabularyChange(
+        pieces_before=pieces_before, pieces=len(kept), heldout_before=before, heldout_after=after
+    )
     (config.out / "kept-pieces.json").write_text(json.dumps(kept))
-    print(json.dumps(report), flush=True)
+    print(f"{len(texts)} texts, {len(held_rows)} held out; {vocabulary}", flush=True)
 
     ids = [
         list(x)
@@ -188,29 +174,38 @@ def run(config: AdaptConfig) -> dict[str, Any]:
         _fingerprint(config),
     )  # fmt: skip
     student.cpu()
-    initial = fitted["initial_heldout"]
+    initial = fitted.initial_heldout
+    assert initial is not None  # a run that trained measured its start
     start = {"step": 0, "heldout_loss": round(initial["loss"], 5)}
     start["heldout_agreement"] = round(initial["agreement"], 4)
-    report["history"] = [start, *fitted["history"]]
-    report["best_heldout_loss"] = fitted["best_heldout_loss"]
-    report["steps"] = fitted["steps"]
-    report["seconds"] = fitted["seconds"]
     trained_under = smoothed(train_probs.mean(0))
-    report["prior_trained_under"] = trained_under.round(4).tolist()
+    shift = None
     if config.prior_correction != "none":
         estimate, steps = em_prior(probabilities(student, ids, pad), trained_under)
         uniform = np.full(len(trained_under), 1 / len(trained_under))
         prior = estimate if config.prior_correction == "em" else uniform
-        report["prior"] = {
-            "trained_under": trained_under.round(4).tolist(),
-            "em_estimate": estimate.round(4).tolist(),
-            "em_iterations": steps,
-            "target": prior.round(4).tolist(),
-            "logit_shift": logit_shift(trained_under, prior).round(4).tolist(),
-        }
+        shift = PriorShift(
+            trained_under=trained_under.round(4).tolist(),
+            em_estimate=estimate.round(4).tolist(),
+            em_iterations=steps,
+            target=prior.round(4).tolist(),
+            logit_shift=logit_shift(trained_under, prior).round(4).tolist(),
+        )
+    report = AdaptReport(
+        texts=len(texts),
+        train=len(train_rows),
+        heldout=len(held_rows),
+        vocabulary=vocabulary,
+        history=[start, *fitted.history],
+        best_heldout_loss=fitted.best_heldout_loss,
+        steps=fitted.steps,
+        seconds=fitted.seconds,
+        prior_trained_under=trained_under.round(4).tolist(),
+        prior=shift,
+    )
     torch.save(
         {k: v.contiguous() for k, v in student.adapter.state_dict().items()},
         config.out / "adapter.pt",
     )
-    (config.out / REPORT).write_text(json.dumps(report, indent=2))
+    report.write(config.out / ADAPT_REPORT)
     return report

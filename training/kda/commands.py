@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     report = run(config, export=not args.no_export, train=not args.no_train)
     counts = ("pairs", "train_pairs", "heldout_pairs", "epochs", "stopped_early")
     results = ("best_heldout_loss", "heldout_agreement", "trainable_parameters", "seconds")
-    emit(summary(report, (*counts, *results, "bundle")))
+    emit(summary(report.model_dump(mode="json", exclude_none=True), (*counts, *results, "bundle")))
     return 0
 
 
@@ -46,7 +46,7 @@ def _adapt(args: argparse.Namespace) -> int:
     config = AdaptConfig.from_command(args)
     report = run(config)
     keys = ("texts", "train", "heldout", "vocabulary", "steps", "best_heldout_loss", "prior")
-    emit(summary(report, (*keys, "seconds")))
+    emit(summary(report.model_dump(mode="json", exclude_none=True), (*keys, "seconds")))
     return 0
 
 

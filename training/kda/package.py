@@ -22,7 +22,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrai
 
 from training.export.rebuild import export_from_sources
 from training.kda.config import KDAConfig
+from training.kda.reports import ADAPT_REPORT, KDA_REPORT, AdaptReport, KDAReport
 from training.kda.student import KDAStudent
+from training.soft_labels import EnsembleReport
 from training.sources import KDASources, Reference, read_sources, write_sources
 from training.vocab.trim import write_tokenizer
 from training.weights.manifest import sha256
@@ -89,7 +91,7 @@ def pack(
     save_file(tensors, str(out / WEIGHTS))
     teacher.config.to_json_file(str(out / TEACHER_CONFIG))
     (out / KEPT).write_text(json.dumps(kept))
-    report = json.loads((run_dir / "kda-report.json").read_text())
+    report = KDAReport.read(run_dir / KDA_REPORT)
     source = {
         "kind": "kda",
         "base": base,
@@ -102,13 +104,13 @@ def pack(
         "provenance": {
             "method": f"KDA ({config.variant} adapter)",
             "teacher": Path(config.teacher).name,
-            "teacher_kind": report.get("teacher_kind"),
+            "teacher_kind": report.teacher_kind,
             "target_embeddings": f"{base} trimmed to {len(kept)} pieces",
             "parallel_data": [str(p.path) for p in config.parallel],
-            "pairs": report.get("pairs"),
-            "balance": report.get("balance"),
-            "epochs": report.get("epochs"),
-            "heldout_agreement": report.get("heldout_agreement"),
+            "pairs": report.pairs,
+            "balance": report.balance.model_dump(mode="json"),
+            "epochs": report.epochs,
+            "heldout_agreement": report.heldout_agreement,
         },
         "evaluation": evaluation or [],
         "reference": {"texts": reference_texts, "labels": None},
@@ -210,17 +212,17 @@ def pack_adapted(
 ) -> dict[str, Any]:
     """Committed sources for a `kda adapt` run: its base sources with the adapted adapter, the
     widened piece list, the preprocessing and the prior correction it used."""
-    from training.kda.adapt import REPORT, AdaptConfig
+    from training.kda.adapt import AdaptConfig
 
     config = AdaptConfig.model_validate_json((run_dir / "adapt-config.json").read_text())
-    report = json.loads((run_dir / REPORT).read_text())
+    report = AdaptReport.read(run_dir / ADAPT_REPORT)
     base = config.sources
     tensors = {k: v for k, v in load_file(str(base / WEIGHTS)).items()}
     adapter = torch.load(run_dir / "adapter.pt", map_location="cpu", weights_only=True)
     tensors |= {ADAPTER_PREFIX + k: v.half().contiguous() for k, v in adapter.items()}
     source: KDASources = read_sources(base, KDASources)
     kept = json.loads((run_dir / KEPT).read_text())
-    ensemble = json.loads((config.labels / "ensemble-report.json").read_text())
+    ensemble = EnsembleReport.read(config.labels)
     out.mkdir(parents=True, exist_ok=True)
     if out.resolve() != base.resolve():
         (out / TEACHER_CONFIG).write_text((base / TEACHER_CONFIG).read_text())
@@ -234,26 +236,26 @@ def pack_adapted(
     provenance = source.provenance
     labels = json.loads((base / TEACHER_CONFIG).read_text())["id2label"]
     names = [labels[str(i)] for i in range(len(labels))]
-    if "prior" in report:
+    if report.prior is not None:
         # the base's own shift was in the head the adapter trained on: the two add up
         earlier = source.logit_shift or [0.0] * len(names)
-        shift = [a + b for a, b in zip(earlier, report["prior"]["logit_shift"], strict=True)]
+        shift = [a + b for a, b in zip(earlier, report.prior.logit_shift, strict=True)]
         source.logit_shift = [round(x, 4) for x in shift]
-        assumed = report["prior"]["target"]
+        assumed = report.prior.target
     else:
-        assumed = report["prior_trained_under"]
+        assumed = report.prior_trained_under
     # the class prior the exported logits assume, for whoever corrects them again
     provenance["prior"] = dict(zip(names, assumed, strict=True))
     provenance["method"] = f"{provenance['method'].split(' + ')[0]} + in-domain adaptation"
     provenance["target_embeddings"] = f"{source.base} trimmed to {len(kept)} pieces"
     provenance["adaptation"] = {
-        "texts": report["texts"],
-        "heldout": report["heldout"],
-        "ensemble": [m["member"] for m in ensemble["members"]],
-        "steps": report["steps"],
-        "best_heldout_loss": report["best_heldout_loss"],
-        "vocabulary": report["vocabulary"],
-        "prior": report.get("prior"),
+        "texts": report.texts,
+        "heldout": report.heldout,
+        "ensemble": [m.member for m in ensemble.members],
+        "steps": report.steps,
+        "best_heldout_loss": report.best_heldout_loss,
+        "vocabulary": report.vocabulary.model_dump(mode="json"),
+        "prior": report.prior.model_dump(mode="json") if report.prior else None,
     }
     source.evaluation = evaluation or []
     source.reference = Reference(texts=reference_texts)

@@ -19,6 +19,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 from training.export import BundleSpec, ExportSpec, write_bundle
 from training.kda.config import KDAConfig
 from training.kda.data import balance, pseudo_label, read_pairs, split_heldout
+from training.kda.reports import KDA_REPORT, Balance, KDAReport
 from training.kda.student import KDAStudent, TeacherKind, teacher_kind
 from training.kda.train import FeatureTargets, FitSettings, fit
 from training.loop import processes
@@ -66,7 +67,7 @@ def load_target(path: str) -> tuple[Any, torch.Tensor]:
     return tokenizer, model.get_input_embeddings().weight.detach().clone()
 
 
-def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str, Any]:
+def run(config: KDAConfig, export: bool = True, train: bool = True) -> KDAReport:
     if config.threads:
         torch.set_num_threads(config.threads)
     out = config.out
@@ -122,7 +123,7 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
         config.seed,
         feature_weight=config.feature_weight,
     )
-    report = fit(
+    fitted = fit(
         student,
         [ids[i] for i in train_idx],
         probs[keep][train_idx],
@@ -135,14 +136,15 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
         train=train,
         features=features,
     )
-    report.update(
+    report = KDAReport(
+        **fitted.model_dump(),
         teacher=config.teacher,
         teacher_kind=kind,
         target=config.target,
         variant=config.variant,
         feature_weight=config.feature_weight,
         labels=labels,
-        balance=balance_report,
+        balance=Balance.model_validate(balance_report),
         pairs=len(pairs.source),
     )
     if main:
@@ -152,10 +154,8 @@ def run(config: KDAConfig, export: bool = True, train: bool = True) -> dict[str,
         )
         if export:
             parity = [targets[i] for i in held_idx[:64]]
-            report["bundle"] = export_bundle(
-                student.cpu(), target_tok, config, labels, parity, report
-            )
-        (out / "kda-report.json").write_text(json.dumps(report, indent=2))
+            report.bundle = export_bundle(student.cpu(), target_tok, config, labels, parity, report)
+        report.write(out / KDA_REPORT)
     state.wait_for_everyone()
     return report
 
@@ -166,7 +166,7 @@ def export_bundle(
     config: KDAConfig,
     labels: list[str],
     parity_texts: list[str],
-    report: dict[str, Any],
+    report: KDAReport,
 ) -> str:
     info = config.bundle
     spec = BundleSpec(
@@ -184,9 +184,9 @@ def export_bundle(
             "teacher_kind": student.kind,
             "target_embeddings": config.target,
             "parallel_data": [str(p.path) for p in config.parallel],
-            "pairs": report["pairs"],
-            "balance": report["balance"]["after"],
-            "heldout_agreement": report["heldout_agreement"],
+            "pairs": report.pairs,
+            "balance": report.balance.after,
+            "heldout_agreement": report.heldout_agreement,
         },
     )
     export = ExportSpec(min_variant_agreement=info.min_variant_agreement)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from training.batches import pad_rows
+from training.kda.reports import FitReport
 from training.kda.student import KDAStudent
 from training.loop import CHECKPOINT, Loop, LoopSettings
 
@@ -164,7 +165,7 @@ def fit(
     fingerprint: dict[str, Any] | None = None,
     train: bool = True,
     features: FeatureTargets | None = None,
-) -> dict[str, Any]:
+) -> FitReport:
     """Train on the shared loop (or, with `train=False`, only reload the best adapter of an
     earlier run, e.g. to export an interrupted one) and report. `features` is required when
     the settings weight the feature loss."""
@@ -199,17 +200,17 @@ def fit(
     student.eval()
     final = evaluate(student, *held, pad_id)
     history = result["history"]
-    return {
-        "epochs": history[-1]["epoch"] if history else 0,
-        "stopped_early": result["stopped_early"],
-        "initial_heldout": initial,
-        "best_heldout_loss": round(result["best"], 5),
-        "heldout_agreement": round(final["agreement"], 4),
-        "history": history,
-        "steps": result["steps"],
-        "seconds": round(result["seconds"], 1),
-        "device": str(device),
-        "trainable_parameters": student.adapter.trainable_parameters(),
-        "train_pairs": len(train_ids),
-        "heldout_pairs": len(held_ids),
-    }
+    return FitReport(
+        epochs=history[-1]["epoch"] if history else 0,
+        stopped_early=result["stopped_early"],
+        initial_heldout=initial,
+        best_heldout_loss=round(result["best"], 5),
+        heldout_agreement=round(final["agreement"], 4),
+        history=history,
+        steps=result["steps"],
+        seconds=round(result["seconds"], 1),
+        device=str(device),
+        trainable_parameters=student.adapter.trainable_parameters(),
+        train_pairs=len(train_ids),
+        heldout_pairs=len(held_ids),
+    )

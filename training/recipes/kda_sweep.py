@@ -71,9 +71,9 @@ def main() -> None:
             "batch_size": int(batch),
             "learning_rate": float(lr),
             "examples": len(train_idx),
-            "heldout_loss": report["best_heldout_loss"],
-            "heldout_agreement": report["heldout_agreement"],
-            "seconds": report["seconds"],
+            "heldout_loss": report.best_heldout_loss,
+            "heldout_agreement": report.heldout_agreement,
+            "seconds": report.seconds,
         }
         results.append(row)
         print(json.dumps(row), flush=True)
