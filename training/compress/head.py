@@ -66,8 +66,10 @@ class LabelConfig:
         self.label2id = {name: i for i, name in enumerate(labels)}
 
 
-class EncoderClassifier(nn.Module):
-    """Encoder -> mean pooling over real tokens -> dropout -> linear: logits."""
+class AdaptedHead(nn.Module):
+    """A copy of the encoder and a dropout + linear classifier over its hidden size; an
+    `adapter` head also freezes the copy and puts a bottleneck adapter after each layer's
+    output (the paper's sequential adapters), a `full` one trains it whole."""
 
     def __init__(
         self, encoder: BertModel, labels: list[str], kind: str = "adapter", reduction: int = 16
@@ -87,6 +89,13 @@ class EncoderClassifier(nn.Module):
         self.dropout = nn.Dropout(0.1)
         self.classifier = nn.Linear(encoder.config.hidden_size, len(labels))
 
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class EncoderClassifier(AdaptedHead):
+    """Encoder -> mean pooling over real tokens -> dropout -> linear: logits."""
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> SequenceClassifierOutput:
@@ -94,9 +103,6 @@ class EncoderClassifier(nn.Module):
         m = attention_mask.unsqueeze(-1).to(hidden.last_hidden_state.dtype)
         pooled = (hidden.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1)
         return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
-
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 @dataclass

@@ -8,7 +8,6 @@ prediction (the usual alignment, and the one the service reads back: app/tagging
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from transformers import BertModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from training.batches import pad_rows
-from training.compress.head import AdaptedOutput, HeadMethod, HeadSettings, LabelConfig, fit_head
+from training.compress.head import AdaptedHead, HeadMethod, HeadSettings, fit_head
 
 IGNORE = -100  # the loss skips every sub-word but a word's first
 
@@ -85,29 +84,17 @@ def encode(tokenizer: Any, data: Sentences, labels: list[str], max_length: int) 
     return out
 
 
-class TokenClassifier(nn.Module):
+class TokenClassifier(AdaptedHead):
     """Encoder (frozen, with task adapters) -> dropout -> linear on every token."""
 
     def __init__(self, encoder: BertModel, labels: list[str], reduction: int = 16) -> None:
-        super().__init__()
-        self.encoder = copy.deepcopy(encoder)
-        for p in self.encoder.parameters():
-            p.requires_grad_(False)
-        layers: list[Any] = list(self.encoder.encoder.layer)
-        for layer in layers:
-            layer.output = AdaptedOutput(layer.output, reduction)
-        self.config = LabelConfig(labels)
-        self.dropout = nn.Dropout(0.1)
-        self.classifier = nn.Linear(encoder.config.hidden_size, len(labels))
+        super().__init__(encoder, labels, "adapter", reduction)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> TokenClassifierOutput:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         return TokenClassifierOutput(logits=self.classifier(self.dropout(hidden.last_hidden_state)))
-
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 @torch.no_grad()
