@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The Vietnamese sentiment model's label-free improvements, each step a command and each an
-# ablation row (README "The Vietnamese sentiment model"). Starts from the committed KDA
-# student (models/sources/vi-sentiment as packed by kda_vi_release.sh); reads no Vietnamese
-# sentiment label: every choice is made on the held-out slice of vi-unlabeled.
-#   training/recipes/vi_sentiment_adapt.sh [DATA_ROOT] [WORK_DIR]
+# ablation row (README "The Vietnamese sentiment model"). Starts from the sources of a KDA
+# student as `kda pack` writes them (SOURCES; the first release's were
+# models/sources/vi-sentiment, before the served model became the adapted one); reads no
+# Vietnamese sentiment label: every choice is made on the held-out slice of vi-unlabeled.
+#   SOURCES=DIR training/recipes/vi_sentiment_adapt.sh [DATA_ROOT] [WORK_DIR]
 # About 75 minutes on 2 CPU cores (probe features 25, ensemble labels 15, each adaptation
-# round 20-25); ROUNDS=2 adds a self-training round.
+# round 20-25); ROUNDS=2 (the default) adds a self-training round, ROUNDS=1 leaves it out;
+# PROBE=DIR reuses a finished probe run instead of fitting one.
 set -euo pipefail
 data=${1:-../shared/data}
 work=${2:-runs}
 rounds=${ROUNDS:-2}
+sources=${SOURCES:?SOURCES: the KDA student's packed sources}
+probe=${PROBE:-$work/probe-e5}
 unlabeled=("$data"/vi-unlabeled/*.txt)
 reports=${REPORTS:-reports/kda/vi-adapt}
 mkdir -p "$work/sources" "$work/bundles" "$reports"
@@ -25,23 +29,25 @@ PY
 }
 
 # 1. the teacher's normalisation on the Vietnamese side (NFC, lowercase), nothing retrained
-sources_with "$work/sources/vi-sentiment-lower" models/sources/vi-sentiment \
+sources_with "$work/sources/vi-sentiment-lower" "$sources" \
     '{"preprocessing": {"lowercase": true, "unicode_normalization": "NFC"}}'
 python3 -m training build "$work/sources/vi-sentiment-lower" \
     --out "$work/bundles/vi-sentiment-lower" --record
 
 # 2. the zero-shot probe: frozen e5-small + a linear layer on English (SemEval, airline
 #    tweets, SST-2 over its two polar logits)
-python3 -m training probe fit training/recipes/probe-e5-sentiment.yaml --out "$work/probe-e5"
-cp "$work/probe-e5/probe.json" "$reports/probe-e5.json"
+if [ ! -f "$probe/probe.json" ]; then
+    python3 -m training probe fit training/recipes/probe-e5-sentiment.yaml --out "$probe"
+fi
+cp "$probe/probe.json" "$reports/probe-e5.json"
 
 # 3. the ensemble's soft labels (5% held out): each member moved to equal classes, then
 #    averaged; EM's prior estimates are reported beside (and kept as a row of their own)
 python3 -m training ensemble label --members "$work/bundles/vi-sentiment-lower" \
-    "$work/probe-e5" --texts "${unlabeled[@]}" --out "$work/vi-ensemble" --target-prior uniform
+    "$probe" --texts "${unlabeled[@]}" --out "$work/vi-ensemble" --target-prior uniform
 cp "$work/vi-ensemble/ensemble-report.json" "$reports/ensemble-1.json"
 python3 -m training ensemble label --members "$work/bundles/vi-sentiment-lower" \
-    "$work/probe-e5" --texts "${unlabeled[@]}" --out "$work/vi-ensemble-em" --target-prior em
+    "$probe" --texts "${unlabeled[@]}" --out "$work/vi-ensemble-em" --target-prior em
 cp "$work/vi-ensemble-em/ensemble-report.json" "$reports/ensemble-em.json"
 
 # 4. the student alone, its logits shifted from its training prior to equal classes
@@ -70,7 +76,7 @@ python3 -m training build "$work/sources/vi-sentiment-adapt-1" \
 for round in $(seq 2 "$rounds"); do
     previous=$((round - 1))
     python3 -m training ensemble label --members "$work/bundles/vi-sentiment-adapt-$previous" \
-        "$work/probe-e5" --texts "${unlabeled[@]}" --out "$work/vi-ensemble-$round" \
+        "$probe" --texts "${unlabeled[@]}" --out "$work/vi-ensemble-$round" \
         --target-prior uniform
     python3 -m training kda adapt training/recipes/kda-vi-adapt.yaml \
         --out "$work/kda-vi-adapt-$round" --sources "$work/sources/vi-sentiment-adapt-$previous" \
