@@ -35,6 +35,13 @@ InferFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 OutcomeFn = Callable[[bool], None]
 
 
+# what one more model call costs, in padded tokens: small on a CPU (a call of 8 texts of 8
+# tokens takes 5x one text's 1.4 ms), large on a GPU (each call launches every kernel again:
+# worth about a thousand padded tokens of work)
+CPU_RUN_OVERHEAD_TOKENS = 8
+GPU_RUN_OVERHEAD_TOKENS = 1024
+
+
 @dataclass(frozen=True)
 class BatchConfig:
     max_batch_size: int = 32
@@ -44,9 +51,7 @@ class BatchConfig:
     max_queue: int = 2048
     retry_after_s: int = 1
     workers: int = 1  # batches running in parallel (threads calling the model)
-    # what one more model call costs, in padded tokens: small on a CPU (a call of 8 texts of 8
-    # tokens takes 5x one text's 1.4 ms), large on a GPU (each call launches its kernels)
-    run_overhead_tokens: int = 8
+    run_overhead_tokens: int = CPU_RUN_OVERHEAD_TOKENS
 
 
 @dataclass(slots=True)

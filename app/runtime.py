@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from app.batching import CPU_RUN_OVERHEAD_TOKENS, GPU_RUN_OVERHEAD_TOKENS
 from app.bundle import Bundle
 from app.errors import BundleError
 from app.settings import Provider, Settings
@@ -121,12 +122,11 @@ class OrtModel:
         return 1 if self._device == "cuda" else max(1, os.cpu_count() or 1)
 
     def run_overhead_tokens(self, settings: Settings) -> int:
-        """What one more call costs in padded tokens (`RUN_OVERHEAD_TOKENS`), by default: a GPU
-        call launches every kernel again (worth about a thousand padded tokens of work), a CPU
-        call a few tokens' worth."""
+        """What one more call costs in padded tokens (`RUN_OVERHEAD_TOKENS`), by default the
+        device's (app/batching.py)."""
         if settings.run_overhead_tokens is not None:
             return settings.run_overhead_tokens
-        return 1024 if self._device == "cuda" else 8
+        return GPU_RUN_OVERHEAD_TOKENS if self._device == "cuda" else CPU_RUN_OVERHEAD_TOKENS
 
     def _check_inputs(self) -> tuple[str, ...]:
         graph_inputs = [i.name for i in self._session.get_inputs()]
