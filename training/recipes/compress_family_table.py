@@ -1,6 +1,7 @@
 """One language's student family in one table, with its goals checked: the uncompressed
 baseline, the small and the tiny student (from `reports/compress/<lang>/{small,tiny}.json`,
-the `compress table` outputs), the first family's student (`table.json`) and the paper's rows
+the `compress table` outputs; `tiny-notask.json` where the rule served the tiny student
+without task-aware distillation), the first family's student (`table.json`) and the paper's rows
 at the same compression (its Table 1, XLM-R, topic macro-F1 drop).
 
     python training/recipes/compress_family_table.py sw [--reports reports/compress]
@@ -21,7 +22,14 @@ TINY_SHARE = 0.08
 # (564 wide + 40k), from its Table 1; Vietnamese, which it lacks, gets 5 points
 PAPER_DROP_92 = {"mt": 84.96 - 67.22, "sk": 86.23 - 84.00, "sw": 87.52 - 77.95, "vi": 5.0}
 PAPER_DROP_85 = {"mt": 84.96 - 84.11, "sk": 86.23 - 85.29, "sw": 87.52 - 85.71}
-NAMES = {"small": "small", "tiny": "tiny", "first-family/table": "first family (v0.1)"}
+NAMES = {
+    "small": "small",
+    "tiny": "tiny",
+    # the tiny student without task-aware distillation: served instead of `tiny` where
+    # reports/compress/RULE.md (rule 3) drops that stage
+    "tiny-notask": "tiny, no task-aware distillation (served)",
+    "first-family/table": "first family (v0.1)",
+}
 
 
 def final(table: dict[str, Any]) -> dict[str, Any]:
@@ -86,8 +94,9 @@ def goals(language: str, tables: dict[str, dict[str, Any]]) -> list[str]:
                 else "speed not measured."
             )
         )
-    if "tiny" in tables:
-        row = final(tables["tiny"])
+    served_tiny = "tiny-notask" if "tiny-notask" in tables else "tiny"
+    if served_tiny in tables:
+        row = final(tables[served_tiny])
         drop_f1 = 100 * (f10 - row["test_macro_f1"]["mean"])
         share = row["parameters"] / E5_SMALL
         limit = PAPER_DROP_92[language]

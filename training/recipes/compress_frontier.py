@@ -37,7 +37,10 @@ TABLES = {
     "first-family/table": "v0.1 (192 wide)",
     "small": "small (384)",
     "tiny": "tiny (256, whole heads)",
+    "tiny-notask": "tiny, no task-aware distillation",
 }
+# a candidate the rule (reports/compress/RULE.md, rule 3) served instead of another
+SERVED_INSTEAD = {"tiny-notask": "tiny"}
 
 
 def points(table: dict[str, Any], name: str, serves: bool) -> list[tuple[str, float, float, bool]]:
@@ -73,8 +76,9 @@ def plot(language: str, folder: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(8, 5))
     found: list[tuple[str, float, float, bool]] = []
+    replaced = {SERVED_INSTEAD[name] for name in tables if name in SERVED_INSTEAD}
     for name, table in tables.items():
-        serves = name != "first-family/table" or "small" not in tables  # until small serves
+        serves = name not in replaced and (name != "first-family/table" or "small" not in tables)
         mine = points(table, TABLES[name], serves)
         found += mine
         ax.scatter([100 * p[1] for p in mine], [p[2] for p in mine], label=TABLES[name])
