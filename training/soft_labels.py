@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
+
+from training.settings_files import validated
 
 TEXTS = "texts.json"
 LABELS = "labels.npz"
@@ -86,7 +88,4 @@ class EnsembleReport(BaseModel):
         path = directory / REPORT
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: run `python -m training ensemble label`")
-        try:
-            return cls.model_validate_json(path.read_text())
-        except ValidationError as error:
-            raise ValueError(f"{path} is not an ensemble report: {error}") from error
+        return validated(cls, json.loads(path.read_text()), path)

@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
+
+from training.settings_files import validated
 
 KDA_REPORT = "kda-report.json"
 ADAPT_REPORT = "adapt-report.json"
@@ -29,10 +31,7 @@ class RunReport(BaseModel):
     def read(cls: type[R], path: Path) -> R:
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the run has not finished")
-        try:
-            return cls.model_validate_json(path.read_text())
-        except ValidationError as error:
-            raise ValueError(f"{path} is not {cls.__name__}: {error}") from error
+        return validated(cls, json.loads(path.read_text()), path)
 
 
 class FitReport(RunReport):
