@@ -5,6 +5,7 @@ stage end to end through to a served bundle rebuilt from its sources."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -704,3 +706,27 @@ def test_task_heads_of_another_student_are_trained_again_not_reused(
         (task_heads / "tasks" / "sentiment" / "runs" / "seed1-lr0.01.json").read_text()
     )
     assert saved["encoder_id"] != digest(body)  # trained on the body with the note
+
+
+def test_int8_row_sources_halve_the_student_and_rebuild_its_figures(
+    compressed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`source_weights: int8-rows`: the packed student's matrices are int8 with a scale per
+    row, and the figures in its sources are the rebuilt model's (checked by a rebuild)."""
+    monkeypatch.setattr("training.weights.rows.MIN_VALUES", 1)  # the toy's matrices are tiny
+    run = tmp_path / "run"
+    shutil.copytree(compressed / "run", run)
+    shutil.rmtree(next(run.glob("*-export")))
+    config = yaml.safe_load((compressed / "compress.yaml").read_text())
+    config |= {"out": str(run), "source_weights": "int8-rows"}
+    config["bundle"] = config["bundle"] | {
+        "out": str(tmp_path / "bundle"),
+        "sources": str(tmp_path / "sources"),
+    }
+    (tmp_path / "compress.yaml").write_text(yaml.safe_dump(config))
+    assert main(["compress", "run", str(tmp_path / "compress.yaml"), "--stage", "export"]) == 0
+    stored = load_file(str(tmp_path / "sources" / "model.safetensors"))
+    assert stored["encoder.embeddings.word_embeddings.weight"].dtype == torch.int8
+    fp16 = (compressed / "models" / "sources" / "vi-topic" / "model.safetensors").stat().st_size
+    assert (tmp_path / "sources" / "model.safetensors").stat().st_size < fp16
+    assert main(["build", str(tmp_path / "sources"), "--out", str(tmp_path / "again")]) == 0

@@ -82,6 +82,9 @@ class CompressConfig(Settings):
     hidden: Count = 192
     head_layout: HeadLayout = "split"  # surgery.truncate_hidden: split (the paper's) or whole heads
     vocab_size: Count = 40_000
+    # how the committed sources store the student: fp16, or int8 rows (half the size; the
+    # figures are measured on the model rebuilt from them)
+    source_weights: Literal["fp16", "int8-rows"] = "fp16"
     distill: DistillSettings = Field(default_factory=DistillSettings)
     distill_truncated: DistillSettings | None = None  # default: same as distill
     # task-aware distillation from the fine-tuned uncompressed baseline (None: stage skipped)

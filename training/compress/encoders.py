@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from training.weights.resolve import resolve_model
+from training.weights.rows import expand
 
 # the files of a compressed student's sources
 WEIGHTS, ENCODER_CONFIG = "model.safetensors", "encoder-config.json"
@@ -32,14 +33,20 @@ def load_baseline(reference: str) -> tuple[BertModel, Any]:
     return load_encoder(path), AutoTokenizer.from_pretrained(path)
 
 
+def student_weights(source_dir: Path) -> dict[str, torch.Tensor]:
+    """A student's committed weights in fp32, stored as fp16 or as int8 rows
+    (training/weights/rows.py: the file says which by its scales)."""
+    return expand(load_file(str(source_dir / WEIGHTS)))
+
+
 def load_student(source_dir: Path) -> tuple[BertModel, Any]:
     """The student body from compressed sources: its encoder (task adapters left out) and
     its tokenizer."""
     config = BertConfig.from_json_file(str(source_dir / ENCODER_CONFIG))
     encoder = BertModel(config, add_pooling_layer=False)
-    weights = load_file(str(source_dir / WEIGHTS))
+    weights = student_weights(source_dir)
     body = {
-        key.removeprefix("encoder."): value.float()
+        key.removeprefix("encoder."): value
         for key, value in weights.items()
         if key.startswith("encoder.") and ".adapter." not in key
     }

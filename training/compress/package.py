@@ -1,6 +1,7 @@
 """A compressed student with its task head as committed sources, and its bundle rebuilt from
 them. The student is small (a few million parameters with its trimmed vocabulary), so the
-sources are simply its weights in fp16, its encoder config and its trimmed tokenizer."""
+sources are simply its weights (fp16, or int8 rows at half the size: `source_weights`), its
+encoder config and its trimmed tokenizer."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from training.compress.config import CompressConfig
-from training.compress.encoders import ENCODER_CONFIG, WEIGHTS, load_encoder
+from training.compress.encoders import ENCODER_CONFIG, WEIGHTS, load_encoder, student_weights
 from training.compress.head import EncoderClassifier
 from training.compress.reports import HeadsReport, KeptReport, ModelReport
 from training.evaluate.metrics import scores
 from training.export.rebuild import export_from_sources, predict
 from training.sources import CompressedSources, read_sources, write_sources
+from training.weights.rows import compact
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -40,7 +42,7 @@ def pack(
     config: CompressConfig, student: Student, test: tuple[list[str], list[int]], out: Path
 ) -> None:
     """Write the final student + head to `out` with its SIB-200 test figures, measured on the
-    model as rebuilt from the fp16 sources (so the figures are the bundle's)."""
+    model as rebuilt from the sources (so the figures are the bundle's, int8 rows included)."""
     final = student.heads.results["vocab"]
     encoder_dir, stages = student.encoder_dir, student.stages
     labels = student.heads.labels
@@ -49,8 +51,12 @@ def pack(
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS))
+    state = model.state_dict()
+    if config.source_weights == "int8-rows":
+        stored = compact(state)
+    else:
+        stored = {k: v.detach().half().contiguous() for k, v in state.items()}
+    save_file(stored, str(out / WEIGHTS))
     model.encoder.config.to_json_file(str(out / ENCODER_CONFIG))
     for name in TOKENIZER_FILES:
         if (encoder_dir / name).is_file():
@@ -75,6 +81,7 @@ def pack(
             "layers": stages["vocab"].layers,
             "parameters": {name: report.parameters for name, report in stages.items()},
             "exported_seed": final.exported_seed,
+            "source_weights": config.source_weights,
         },
         "evaluation": [],
         "reference": {"texts": test_texts[:200], "labels": None},
@@ -112,8 +119,7 @@ def rebuild_classifier(source_dir: Path) -> tuple[EncoderClassifier, Any, Compre
     config = BertConfig.from_json_file(str(source_dir / ENCODER_CONFIG))
     encoder = BertModel(config, add_pooling_layer=False)
     model = EncoderClassifier(encoder, source.labels, source.head_kind, source.reduction)
-    tensors = {k: v.float() for k, v in load_file(str(source_dir / WEIGHTS)).items()}
-    model.load_state_dict(tensors)
+    model.load_state_dict(student_weights(source_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(source_dir))
     tokenizer.model_max_length = source.max_length
     return model.eval(), tokenizer, source
