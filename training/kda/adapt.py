@@ -125,7 +125,7 @@ def probabilities(
 
 
 def run(config: AdaptConfig) -> AdaptReport:
-    from training.kda.package import rebuild_student, student_with_pieces
+    from training.kda.package import KEPT, rebuild_student, student_with_pieces
     from training.prior import em_prior, logit_shift, smoothed
     from training.weights.resolve import resolve_model
 
@@ -143,7 +143,7 @@ def run(config: AdaptConfig) -> AdaptReport:
     train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
 
     base_dir = Path(resolve_model(source.base))
-    kept = json.loads((config.sources / "kept-pieces.json").read_text())
+    kept = json.loads((config.sources / KEPT).read_text())
     pieces_before = len(kept)
     before = unk_share(tokenizer.backend_tokenizer, [prepared[i] for i in held_rows])
     if config.extend_vocabulary:
@@ -153,7 +153,7 @@ def run(config: AdaptConfig) -> AdaptReport:
     vocabulary = VocabularyChange(
         pieces_before=pieces_before, pieces=len(kept), heldout_before=before, heldout_after=after
     )
-    (config.out / "kept-pieces.json").write_text(json.dumps(kept))
+    (config.out / KEPT).write_text(json.dumps(kept))
     print(f"{len(texts)} texts, {len(held_rows)} held out; {vocabulary}", flush=True)
 
     ids = [
