@@ -1,0 +1,16 @@
+"""Every clone carries the committed model weights forever, so their size has a budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SOURCES = Path(__file__).resolve().parents[2] / "models" / "sources"
+
+
+def test_committed_topic_students_fit_their_size_budget() -> None:
+    """All topic students together stay within 150 MB (fp16 sources, or int8 rows where the
+    rebuilt bundle passes its parity gate)."""
+    weights = sorted(SOURCES.glob("*-topic*/model.safetensors"))
+    assert len(weights) >= 4  # at least one student per served language
+    total = sum(w.stat().st_size for w in weights)
+    assert total <= 150_000_000, {w.parent.name: w.stat().st_size for w in weights}
