@@ -47,4 +47,3 @@ def test_rebuilt_student_reproduces_its_reported_figures(sources: Path, tmp_path
     # graph may round one near-tie the other way
     assert abs(result["accuracy"] - expected["accuracy"]) <= 1.5 / expected["n"], expected
     assert abs(result["macro_f1"] - expected["macro_f1"]) <= 3 / expected["n"], expected
-
