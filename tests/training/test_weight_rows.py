@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.weights.rows import SCALE, compact, expand
+from training.weights.rows import SCALE, compact, expand, fp16
 
 
 def state() -> dict[str, torch.Tensor]:
@@ -31,6 +31,18 @@ def test_large_matrices_are_int8_rows_and_the_rest_fp16() -> None:
     size = sum(t.numel() * t.element_size() for t in stored.values())
     fp16 = sum(t.numel() * 2 for t in state().values())
     assert size < 0.6 * fp16
+
+
+def test_fp16_sources_halve_floats_and_keep_integer_buffers() -> None:
+    stored = fp16(state())
+    assert {k: v.dtype for k, v in stored.items()} == {
+        k: torch.int64 if k == "position_ids" else torch.float16 for k in state()
+    }
+    assert torch.equal(stored["position_ids"], state()["position_ids"])
+    assert torch.equal(stored["dense.bias"], state()["dense.bias"].half())
+    # what compact leaves unquantized is stored exactly as fp16 stores it
+    kept = compact(state())
+    assert all(torch.equal(kept[k], stored[k]) for k in ("dense.bias", "small.weight"))
 
 
 def test_expand_restores_every_weight_within_half_a_step_of_its_row() -> None:

@@ -22,7 +22,7 @@ from training.compress.reports import HeadsReport, KeptReport, ModelReport
 from training.evaluate.metrics import scores
 from training.export.rebuild import export_from_sources, predict
 from training.sources import CompressedSources, read_sources, write_sources
-from training.weights.rows import compact
+from training.weights.rows import compact, fp16
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -52,10 +52,7 @@ def pack(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     state = model.state_dict()
-    if config.source_weights == "int8-rows":
-        stored = compact(state)
-    else:
-        stored = {k: v.detach().half().contiguous() for k, v in state.items()}
+    stored = compact(state) if config.source_weights == "int8-rows" else fp16(state)
     save_file(stored, str(out / WEIGHTS))
     model.encoder.config.to_json_file(str(out / ENCODER_CONFIG))
     for name in TOKENIZER_FILES:

@@ -40,6 +40,7 @@ from training.evaluate.metrics import scores
 from training.loop import processes
 from training.settings_files import Settings
 from training.sources import TaskHeadSources, digest, read_sources, write_sources
+from training.weights.rows import fp16
 
 HEAD = "head.safetensors"  # the task head: adapters and classifier (the body is the student)
 
@@ -277,7 +278,7 @@ class TaskRun:
         state = torch.load(
             self._file(result["best_seed"], result["learning_rate"], ".pt"), map_location="cpu"
         )
-        save_file({k: v.half().contiguous() for k, v in state.items()}, str(out / HEAD))
+        save_file(fp16(state), str(out / HEAD))
         tokens = self.spec.kind == "tokens"
         reference = [" ".join(w) for w in self.report[0][:200]] if tokens else self.report[0][:200]
         best = next(r for r in result["runs"] if r["seed"] == result["best_seed"])

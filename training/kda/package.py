@@ -28,6 +28,7 @@ from training.soft_labels import EnsembleReport
 from training.sources import KDASources, Reference, read_sources, write_sources
 from training.vocab.trim import write_tokenizer
 from training.weights.manifest import sha256
+from training.weights.rows import fp16
 
 WEIGHTS = "student.safetensors"
 TEACHER_CONFIG = "teacher-config.json"
@@ -75,18 +76,11 @@ def pack(
     teacher = AutoModelForSequenceClassification.from_pretrained(
         config.teacher, dtype=torch.float32
     )
-    tensors = {
-        TEACHER_PREFIX + k: v.half().contiguous()
-        for k, v in teacher.base_model.state_dict().items()
-        if k != SKIPPED
-    }
+    body = {k: v for k, v in teacher.base_model.state_dict().items() if k != SKIPPED}
     head = teacher.classifier if hasattr(teacher, "classifier") else teacher.score
-    tensors |= {
-        f"{TEACHER_PREFIX}head.{k}": v.half().contiguous() for k, v in head.state_dict().items()
-    }
-    tensors |= {
-        ADAPTER_PREFIX + k: v.half().contiguous() for k, v in load_file(adapter_file).items()
-    }
+    tensors = {TEACHER_PREFIX + k: v for k, v in fp16(body).items()}
+    tensors |= {f"{TEACHER_PREFIX}head.{k}": v for k, v in fp16(head.state_dict()).items()}
+    tensors |= {ADAPTER_PREFIX + k: v for k, v in fp16(load_file(adapter_file)).items()}
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / WEIGHTS))
     teacher.config.to_json_file(str(out / TEACHER_CONFIG))
@@ -219,7 +213,7 @@ def pack_adapted(
     base = config.sources
     tensors = {k: v for k, v in load_file(str(base / WEIGHTS)).items()}
     adapter = torch.load(run_dir / "adapter.pt", map_location="cpu", weights_only=True)
-    tensors |= {ADAPTER_PREFIX + k: v.half().contiguous() for k, v in adapter.items()}
+    tensors |= {ADAPTER_PREFIX + k: v for k, v in fp16(adapter).items()}
     source: KDASources = read_sources(base, KDASources)
     kept = json.loads((run_dir / KEPT).read_text())
     ensemble = EnsembleReport.read(config.labels)

@@ -13,6 +13,17 @@ SCALE = ".row_scale"  # the suffix of a quantized matrix's scales
 MIN_VALUES = 4096  # smaller matrices are not worth a scale per row
 
 
+def fp16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` as stored in fp16 sources: floating-point values in fp16, integer buffers as
+    they are (the same rule `compact` applies to what it leaves unquantized)."""
+    return {name: _half(value) for name, value in state.items()}
+
+
+def _half(value: torch.Tensor) -> torch.Tensor:
+    value = value.detach()
+    return (value.half() if value.is_floating_point() else value).contiguous()
+
+
 def compact(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """`state` as stored: large floating-point matrices int8 + per-row fp16 scales, the rest
     fp16."""
@@ -23,11 +34,11 @@ def compact(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         value = value.detach()
         if value.dim() == 2 and value.is_floating_point() and value.numel() >= MIN_VALUES:
             scale = (value.float().abs().amax(1, keepdim=True) / 127).clamp(min=1e-12).half()
-            out[name] = torch.round(value.float() / scale.float()).clamp(-127, 127).to(torch.int8)
+            quantized = torch.round(value.float() / scale.float()).clamp(-127, 127)
+            out[name] = quantized.to(torch.int8).contiguous()
             out[name + SCALE] = scale.contiguous()
         else:
-            out[name] = value.half() if value.is_floating_point() else value
-        out[name] = out[name].contiguous()
+            out[name] = _half(value)
     return out
 
 
