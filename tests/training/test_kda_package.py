@@ -146,3 +146,26 @@ def test_sources_are_checked_when_read(packed: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"source.json describes a 'kda' model"):
         read_sources(packed / "src", CompressedSources)
     assert main(["build", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_teacher_is_restored_from_the_sources(packed: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "teacher"
+    args = ["kda", "teacher", str(packed / "src"), "--out", str(out)]
+    assert main([*args, "--english", str(packed / "teacher")]) == 0
+    original = AutoModelForSequenceClassification.from_pretrained(str(packed / "teacher")).eval()
+    restored = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    ids = torch.randint(0, original.config.vocab_size, (4, 12))
+    with torch.no_grad():
+        expected, got = original(input_ids=ids).logits, restored(input_ids=ids).logits
+    assert torch.allclose(expected, got, atol=2e-2)  # fp16 sources
+    assert (out / "tokenizer.json").is_file()
+
+
+def test_teacher_restore_refuses_a_word_table_that_does_not_fit(
+    packed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["kda", "teacher", str(packed / "src"), "--out", str(tmp_path / "t")]
+    assert main([*args, "--english", str(packed / "base")]) == 2
+    assert "does not fit the teacher" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""`python -m training kda run|pack|adapt|pack-adapted`: KDA's commands (the distillation,
-committed sources of its best student, the in-domain adaptation and its sources)."""
+"""`python -m training kda run|pack|adapt|pack-adapted|teacher`: KDA's commands (the
+distillation, committed sources of its best student, the in-domain adaptation and its sources,
+the teacher those sources carry)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,13 @@ def _pack_adapted(args: argparse.Namespace) -> int:
     return 0
 
 
+def _teacher(args: argparse.Namespace) -> int:
+    from training.kda.package import restore_teacher
+
+    emit(restore_teacher(args.sources, args.out, args.english))
+    return 0
+
+
 def register(commands: Any) -> None:
     sub = group(commands, "kda", "KDA: pseudo-label, balance, train, export")
     run = command(
@@ -92,6 +100,16 @@ def register(commands: Any) -> None:
     adapt.add_argument("--sources", type=Path, help="student sources (overrides the config)")
     adapt.add_argument("--labels", type=Path, help="ensemble labels (overrides the config)")
     adapt.add_argument("--epochs", type=int, help="epochs (overrides the config)")
+    teacher = command(
+        sub, "teacher", _teacher, "the teacher committed in a student's sources, as a model"
+    )
+    teacher.add_argument("sources", type=Path, help="KDA sources, e.g. models/sources/vi-sentiment")
+    teacher.add_argument("--out", type=Path, required=True, help="model directory to write")
+    teacher.add_argument(
+        "--english",
+        default="minilm",
+        help="the model whose word table and tokenizer stand in for the dropped English table",
+    )
     _packer(
         sub, "pack-adapted", _pack_adapted, "an adaptation run's student as sources", "kda adapt"
     )

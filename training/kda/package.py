@@ -126,17 +126,7 @@ def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFa
     tokenizer.model_max_length = source.max_length
 
     tensors = {k: v.float() for k, v in load_file(str(source_dir / WEIGHTS)).items()}
-    config = AutoConfig.from_pretrained(str(source_dir / TEACHER_CONFIG))
-    teacher = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
-    body = {k[len(TEACHER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(TEACHER_PREFIX)}
-    head_name = "classifier" if hasattr(teacher, "classifier") else "score"
-    head = {k[len("head.") :]: v for k, v in body.items() if k.startswith("head.")}
-    getattr(teacher, head_name).load_state_dict(head)
-    missing, unexpected = teacher.base_model.load_state_dict(
-        {k: v for k, v in body.items() if not k.startswith("head.")}, strict=False
-    )
-    if [m for m in missing if m != SKIPPED] or unexpected:
-        raise ValueError(f"{source_dir / WEIGHTS} does not fit its teacher config: {missing}")
+    teacher = _teacher(source_dir, tensors)
     student = KDAStudent(teacher, table, source.variant, source.svd_rank, source.heads, dropout=0.0)
     adapter = {k[len(ADAPTER_PREFIX) :]: v for k, v in tensors.items() if k.startswith("adapter.")}
     student.adapter.load_state_dict(adapter)
@@ -146,6 +136,52 @@ def rebuild_student(source_dir: Path) -> tuple[KDAStudent, PreTrainedTokenizerFa
         with torch.no_grad():
             bias.add_(torch.tensor(shift, dtype=bias.dtype))
     return student.eval(), tokenizer, source
+
+
+def _teacher(source_dir: Path, tensors: dict[str, torch.Tensor]) -> Any:
+    """The fine-tuned teacher the sources carry, with its head as trained (no prior shift);
+    its English word table is left as initialised, since the pack drops it."""
+    config = AutoConfig.from_pretrained(str(source_dir / TEACHER_CONFIG))
+    teacher = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    body = {k[len(TEACHER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(TEACHER_PREFIX)}
+    head = {k[len("head.") :]: v for k, v in body.items() if k.startswith("head.")}
+    _head(teacher).load_state_dict(head)
+    missing, unexpected = teacher.base_model.load_state_dict(
+        {k: v for k, v in body.items() if not k.startswith("head.")}, strict=False
+    )
+    if [m for m in missing if m != SKIPPED] or unexpected:
+        raise ValueError(f"{source_dir / WEIGHTS} does not fit its teacher config: {missing}")
+    return teacher
+
+
+def restore_teacher(source_dir: Path, out: Path, english: str = "minilm") -> dict[str, Any]:
+    """Write the teacher committed in a KDA student's sources as a model directory that
+    `kda run` can read. Fine-tuning it again costs most of an hour on a CPU, and a machine
+    that lacks the teacher's run can still re-run KDA from it. The pack dropped the English
+    word table (the student never reads it): `english`'s table and tokenizer stand in, which
+    is exact only when the fine-tune froze the embeddings; otherwise English labels can move
+    on near-ties, so the teacher is a stand-in for comparisons, not the original."""
+    from training.weights.resolve import resolve_model
+
+    read_sources(source_dir, KDASources)
+    tensors = {k: v.float() for k, v in load_file(str(source_dir / WEIGHTS)).items()}
+    teacher = _teacher(source_dir, tensors)
+    english_dir = Path(resolve_model(english))
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(english_dir))
+    with safe_open(str(english_dir / "model.safetensors"), framework="pt") as weights:
+        names = weights.keys()
+        table = weights.get_tensor(next(k for k in names if k.endswith(SKIPPED))).float()
+    embeddings = teacher.base_model.get_input_embeddings().weight
+    if table.shape != embeddings.shape or len(tokenizer) != table.shape[0]:
+        raise ValueError(
+            f"{english_dir}'s word table {tuple(table.shape)} does not fit the teacher's "
+            f"{tuple(embeddings.shape)}: pass the model the teacher was fine-tuned from"
+        )
+    with torch.no_grad():
+        embeddings.copy_(table)
+    teacher.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return {"out": str(out), "teacher": str(source_dir), "english_word_table": str(english_dir)}
 
 
 def _head(teacher: Any) -> Any:
