@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from training.demo import SAMPLE_TEXTS, build_char_tokenizer, tiny_classifier
-from training.export import BundleSpec, ExportSpec, write_bundle
+from training.export.bundle import BundleSpec, write_bundle
+from training.export.onnx import ExportSpec
 
 
 def build_bundle(

@@ -11,10 +11,9 @@ import pytest
 from app.bundle import load_bundle, manifest_schema
 from training.cli import main
 from training.demo import SAMPLE_TEXTS, build_char_tokenizer, tiny_classifier
-from training.export import BundleSpec, ExportSpec, ParityError, write_bundle
-from training.export.bundle import check_manifest
-from training.export.onnx import export_onnx
-from training.export.parity import check_parity, grid_batches
+from training.export.bundle import BundleSpec, check_manifest, write_bundle
+from training.export.onnx import ExportSpec, export_onnx
+from training.export.parity import ParityError, check_parity, grid_batches
 
 # a 3-label toy bundle with an int8 variant
 TOY_SPEC = BundleSpec(

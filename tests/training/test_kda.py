@@ -22,7 +22,8 @@ from app.bundle import load_bundle
 from training.batches import pad_rows
 from training.cli import main
 from training.demo import build_char_tokenizer
-from training.export import BundleSpec, ExportSpec, write_bundle
+from training.export.bundle import BundleSpec, write_bundle
+from training.export.onnx import ExportSpec
 from training.kda.adapter import VARIANTS, KDAAdapter, SelfAttentionBlock, svd_basis
 from training.kda.config import KDAConfig, ParallelFile
 from training.kda.data import balance, read_pairs

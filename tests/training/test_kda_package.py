@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +120,19 @@ def test_if_changed_skips_a_current_bundle(
     assert load_bundle(packed / "models" / "vi-toy").manifest.raw["evaluation"] == [
         {"dataset": "x"}
     ]
+
+
+def test_checking_a_current_bundle_loads_neither_torch_nor_transformers(packed: Path) -> None:
+    # `make serve` checks every bundle this way before it starts: seconds, not minutes
+    args = ["build", str(packed / "src"), "--out", str(packed / "models" / "vi-toy")]
+    assert main([*args, "--if-changed"]) == 0  # current with these sources, whatever ran before
+    check = (
+        "import sys; from training.cli import main; "
+        f"code = main({[*args, '--if-changed']!r}); "
+        "print(code, sorted(m for m in ('torch', 'transformers', 'onnx') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "0 []"
 
 
 def test_changed_sources_are_refused(packed: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from training.export import BundleSpec, ExportSpec, write_bundle
+from training.export.bundle import BundleSpec, write_bundle
+from training.export.onnx import ExportSpec
 from training.kda.config import KDAConfig
 from training.kda.data import balance, pseudo_label, read_pairs, split_heldout
 from training.kda.reports import KDA_REPORT, Balance, KDAReport
