@@ -184,3 +184,5 @@ def test_teacher_restore_refuses_a_word_table_that_does_not_fit(
     args = ["kda", "teacher", str(packed / "src"), "--out", str(tmp_path / "t")]
     assert main([*args, "--english", str(packed / "base")]) == 2
     assert "does not fit the teacher" in capsys.readouterr().err
+    assert main([*args, "--english", str(tmp_path)]) == 2
+    assert "model.safetensors is missing" in capsys.readouterr().err

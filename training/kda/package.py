@@ -167,6 +167,9 @@ def restore_teacher(source_dir: Path, out: Path, english: str = "minilm") -> dic
     tensors = {k: v.float() for k, v in load_file(str(source_dir / WEIGHTS)).items()}
     teacher = _teacher(source_dir, tensors)
     english_dir = Path(resolve_model(english))
+    for name in ("model.safetensors", "tokenizer.json"):
+        if not (english_dir / name).is_file():
+            raise FileNotFoundError(f"--english {english}: {english_dir / name} is missing")
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(english_dir))
     with safe_open(str(english_dir / "model.safetensors"), framework="pt") as weights:
         names = weights.keys()
