@@ -3,7 +3,9 @@ renamed or removed setting cannot leave a recipe that fails only when someone ru
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +56,26 @@ def test_command_line_options_reach_the_settings_they_name() -> None:
     assert config_ft.freeze_embeddings == FinetuneConfig.model_fields["freeze_embeddings"].default
     with pytest.raises(ValueError, match="the command line: learning_rate"):
         FinetuneConfig.from_command(build_parser().parse_args([*flags, "--lr", "3"]))
+
+
+def test_the_tasks_table_judges_only_drops_between_equal_budgets() -> None:
+    """A student head trained for more epochs than its baseline's says nothing about the
+    body, so the table names the mismatch instead of calling the goal met or missed."""
+    path = RECIPES[0].parent / "tasks_table.py"
+    spec = importlib.util.spec_from_file_location("tasks_table", path)
+    assert spec is not None
+    assert spec.loader is not None
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+
+    def report(epochs: int | None) -> dict[str, Any]:
+        settings = None if epochs is None else {"epochs": epochs, "batch_size": 64}
+        return {"runs": [{"settings": settings} if settings else {}]}
+
+    assert table.verdict(2.0, 3.0, report(15), report(15)) == "met"
+    assert table.verdict(4.0, 3.0, report(15), report(15)) == "missed"
+    assert table.verdict(2.0, 3.0, report(None), report(5)) == "met"  # older: no settings
+    assert table.verdict(None, 3.0, report(15), report(5)) == "—"
+    assert table.verdict(2.0, 3.0, report(15), report(5)) == (
+        "not comparable (student 15 epochs at batch 64, baseline 5 at 64)"
+    )
