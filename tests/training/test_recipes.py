@@ -69,8 +69,8 @@ def test_the_tasks_table_judges_only_drops_between_equal_budgets() -> None:
     spec.loader.exec_module(table)
 
     def report(epochs: int | None) -> dict[str, Any]:
-        settings = None if epochs is None else {"epochs": epochs, "batch_size": 64}
-        return {"runs": [{"settings": settings} if settings else {}]}
+        run = {} if epochs is None else {"settings": {"epochs": epochs, "batch_size": 64}}
+        return {"runs": [run]}
 
     assert table.verdict(2.0, 3.0, report(15), report(15)) == "met"
     assert table.verdict(4.0, 3.0, report(15), report(15)) == "missed"
