@@ -19,6 +19,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 
 from app.bundle import load_bundle
 from tests.training.unigram import PIECES, tiny_model
+from training.batches import pad_rows
 from training.cli import main
 from training.compress.config import HeadConfig
 from training.compress.distill import (
@@ -31,6 +32,7 @@ from training.compress.distill import (
     prediction_loss,
     validate,
 )
+from training.compress.head import EncoderClassifier, Soft, _HeadMethod
 from training.compress.surgery import (
     HEAD_LAYOUTS,
     layer_choice,
@@ -706,6 +708,90 @@ def test_task_heads_of_another_student_are_trained_again_not_reused(
         (task_heads / "tasks" / "sentiment" / "runs" / "seed1-lr0.01.json").read_text()
     )
     assert saved["encoder_id"] != digest(body)  # trained on the body with the note
+
+
+def test_a_head_distils_its_teacher_on_the_unlabeled_rows_only() -> None:
+    """Labelled rows give cross-entropy, unlabeled ones T^2 * KL to the teacher's logits, and
+    a batch mixing them sums the two."""
+    torch.manual_seed(0)
+    model = EncoderClassifier(encoder(), ["a", "b"], "adapter", 2).eval()
+    train = ([[2, 3, 4], [3, 4]], [0, 1])
+    teacher = np.array([[3.0, -3.0], [-1.0, 1.0]], dtype=np.float32)
+    method = _HeadMethod(
+        model, train, train, ["a", "b"], 1, Soft([[4, 5], [5, 6, 2]], teacher, 2.0)
+    )
+    cpu = torch.device("cpu")
+    assert method.sizes() == [3, 2, 2, 3]
+    with torch.no_grad():
+        labelled, unlabeled = method.loss(model, [0, 1], cpu), method.loss(model, [2, 3], cpu)
+        mixed = method.loss(model, [2, 0, 3, 1], cpu)
+        x, mask = pad_rows(method.ids, [0, 1], 1, cpu)
+        ce = torch.nn.functional.cross_entropy(
+            model(x, mask).logits, torch.tensor([0, 1]), reduction="sum"
+        )
+        x, mask = pad_rows(method.ids, [2, 3], 1, cpu)
+        kl = prediction_loss(model(x, mask).logits, torch.from_numpy(teacher), 2.0).sum()
+    assert float(labelled) == pytest.approx(float(ce), rel=1e-5)
+    assert float(unlabeled) == pytest.approx(float(kl), rel=1e-5)
+    assert float(mixed) == pytest.approx(float(ce + kl), rel=1e-5)
+
+
+def test_distilled_heads_learn_from_the_baselines_chosen_head(
+    task_heads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`distill`: the student's sentiment heads also learn the baseline's chosen head's
+    logits on unlabeled text. The baseline's report is required; where only its records are
+    kept, its chosen head is trained again and checked against them; the teacher's logits
+    are kept and reused, and so is every finished seed."""
+    rng = np.random.default_rng(2)
+    texts = tmp_path / "unlabeled.txt"
+    texts.write_text("\n".join(" ".join(rng.choice(WORDS, size=4)) for _ in range(40)) + "\n")
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    sentiment = config["tasks"]["sentiment"] | {
+        "name": "vi-sentiment-distilled",
+        "distill": {"texts": str(texts), "limit": 30, "temperature": 2.0},
+    }
+    config |= {"out": str(tmp_path / "tasks"), "tasks": {"sentiment": sentiment}}
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = ["compress", "tasks", str(path)]
+    capsys.readouterr()
+    assert main(command) == 2
+    assert "--baseline --task sentiment" in capsys.readouterr().err
+    assert main([*command, "--baseline"]) == 0
+    baseline = json.loads(
+        (tmp_path / "tasks" / "baseline" / "sentiment" / "report.json").read_text()
+    )
+    chosen = tmp_path / "tasks" / "baseline" / "sentiment" / "runs"
+    chosen = chosen / f"seed{baseline['best_seed']}-lr{baseline['learning_rate']:g}.pt"
+    chosen.unlink()  # only the records are kept
+    capsys.readouterr()
+    assert main(command) == 0
+    assert "training the baseline's seed" in capsys.readouterr().out
+    assert chosen.is_file()  # trained again, and its choosing figure matched the record
+    report = json.loads((tmp_path / "tasks" / "sentiment" / "report.json").read_text())
+    assert report["distill"]["texts_used"] == 30
+    assert report["distill"]["teacher"].endswith(
+        f"seed {baseline['best_seed']} at {baseline['learning_rate']:g}"
+    )
+    assert all(run["distill"] == report["distill"] for run in report["runs"])
+    with np.load(tmp_path / "tasks" / "sentiment" / "teacher.npz") as saved:
+        assert saved["logits"].shape == (30, 2)
+    sources = task_heads / "models" / "sources" / "vi-sentiment-distilled"
+    try:
+        source = json.loads((sources / "source.json").read_text())
+        assert "distilled from" in source["provenance"]["method"]
+        assert main(command) == 0
+        out = capsys.readouterr().out
+        assert out.count("done earlier") == 3
+        assert "training the baseline's" not in out
+    finally:
+        shutil.rmtree(sources)
+        shutil.rmtree(task_heads / "models" / "vi-sentiment-distilled")
+    config["tasks"] = {"pos": config["tasks"]["sentiment"] | {"kind": "tokens", "scheme": "tags"}}
+    path.write_text(yaml.safe_dump(config))
+    assert main(command) == 2
+    assert "only text (sequence) heads distil" in capsys.readouterr().err
 
 
 def test_int8_row_sources_halve_the_student_and_rebuild_its_figures(

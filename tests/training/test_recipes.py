@@ -60,7 +60,8 @@ def test_command_line_options_reach_the_settings_they_name() -> None:
 
 def test_the_tasks_table_judges_only_drops_between_equal_budgets() -> None:
     """A student head trained for more epochs than its baseline's says nothing about the
-    body, so the table names the mismatch instead of calling the goal met or missed."""
+    body, so the table names the mismatch instead of calling the goal met or missed; a
+    student distilled from the baseline's head is judged against it."""
     path = RECIPES[0].parent / "tasks_table.py"
     spec = importlib.util.spec_from_file_location("tasks_table", path)
     assert spec is not None
@@ -79,3 +80,5 @@ def test_the_tasks_table_judges_only_drops_between_equal_budgets() -> None:
     assert table.verdict(2.0, 3.0, report(15), report(5)) == (
         "not comparable (student 15 epochs at batch 64, baseline 5 at 64)"
     )
+    distilled = report(5) | {"distill": {"texts_used": 5000}}
+    assert table.verdict(4.0, 3.0, distilled, report(20)) == "missed"

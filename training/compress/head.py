@@ -7,7 +7,8 @@ part of the graph.
 
 Training follows the paper's Table 4 for topic classification (AdamW 1e-4, batch 16, 20
 epochs) on the shared loop (training/loop.py): the epoch with the best dev macro-F1 is kept,
-then test is scored once."""
+then test is scored once. A head may also learn from a teacher (`Soft`): a bigger model's
+logits on unlabeled texts, which carry what a few hundred labelled rows cannot."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from transformers import BertModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from training.batches import pad_rows
+from training.compress.distill import prediction_loss
 from training.evaluate.metrics import scores
 from training.loop import Loop, LoopSettings
 
@@ -115,17 +117,32 @@ class HeadSettings:
     seed: int = 1
 
 
+@dataclass
+class Soft:
+    """What a head distils besides its labels: unlabeled texts (the head's own token ids),
+    a teacher's logits on each and the temperature they are compared at."""
+
+    ids: list[list[int]]
+    logits: np.ndarray  # (texts, labels)
+    temperature: float
+
+
 @torch.no_grad()
-def predict(model: EncoderClassifier, ids: list[list[int]], pad_id: int) -> np.ndarray:
+def logits(model: EncoderClassifier, ids: list[list[int]], pad_id: int) -> np.ndarray:
+    """The model's logits for every text, in batches of similar length."""
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = np.zeros(len(ids), dtype=np.int64)
+    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
     for start in range(0, len(order), 64):
         rows = order[start : start + 64]
         x, mask = pad_rows(ids, rows, pad_id, device)
-        out[rows] = model(x, mask).logits.argmax(-1).cpu().numpy()
+        out[rows] = model(x, mask).logits.float().cpu().numpy()
     return out
+
+
+def predict(model: EncoderClassifier, ids: list[list[int]], pad_id: int) -> np.ndarray:
+    return logits(model, ids, pad_id).argmax(-1)
 
 
 class HeadMethod(ABC):
@@ -155,7 +172,9 @@ class HeadMethod(ABC):
 
 
 class _HeadMethod(HeadMethod):
-    """A text head as a loop method: cross-entropy on the labelled rows, dev macro-F1."""
+    """A text head as a loop method: cross-entropy on the labelled rows and, with `soft`,
+    the teacher's distribution on the unlabeled ones (T^2 * KL, per text: every example
+    weighs the same); dev macro-F1."""
 
     def __init__(
         self,
@@ -164,18 +183,31 @@ class _HeadMethod(HeadMethod):
         dev: tuple[list[list[int]], list[int]],
         labels: list[str],
         pad_id: int,
+        soft: Soft | None = None,
     ) -> None:
-        self.model, self.train, self.dev = model, train, dev
+        self.model, self.train, self.dev, self.soft = model, train, dev, soft
         self.labels, self.pad_id = labels, pad_id
+        self.ids = train[0] + (soft.ids if soft else [])  # labelled rows first
         self.best = {}
 
     def sizes(self) -> list[int]:
-        return [len(x) for x in self.train[0]]
+        return [len(x) for x in self.ids]
 
     def loss(self, module: nn.Module, rows: list[int], device: torch.device) -> torch.Tensor:
-        x, mask = pad_rows(self.train[0], rows, self.pad_id, device)
-        target = torch.tensor([self.train[1][i] for i in rows], device=device)
-        return nn.functional.cross_entropy(module(x, mask).logits, target, reduction="sum")
+        x, mask = pad_rows(self.ids, rows, self.pad_id, device)
+        out = module(x, mask).logits
+        n = len(self.train[0])
+        labelled = [i for i, r in enumerate(rows) if r < n]
+        gold = [self.train[1][rows[i]] for i in labelled]
+        target = torch.tensor(gold, dtype=torch.long, device=device)
+        total = nn.functional.cross_entropy(out[labelled], target, reduction="sum")
+        unlabeled = [i for i, r in enumerate(rows) if r >= n]
+        if unlabeled:
+            assert self.soft is not None
+            teacher = torch.from_numpy(self.soft.logits[[rows[i] - n for i in unlabeled]])
+            kl = prediction_loss(out[unlabeled], teacher.to(device), self.soft.temperature)
+            total = total + kl.sum()
+        return total
 
     def evaluate(self, module: nn.Module) -> dict[str, float]:
         predicted = predict(module, self.dev[0], self.pad_id)  # type: ignore[arg-type]
@@ -220,10 +252,11 @@ def train_head(
     dev: tuple[list[list[int]], list[int]],
     pad_id: int,
     settings: HeadSettings,
+    soft: Soft | None = None,
 ) -> tuple[EncoderClassifier, dict[str, Any]]:
-    """Train one head on the shared loop; the weights of the epoch with the best dev
-    macro-F1 are returned."""
+    """Train one head on the shared loop (on `soft`'s teacher too, if given); the weights
+    of the epoch with the best dev macro-F1 are returned."""
     torch.manual_seed(settings.seed)
     model = EncoderClassifier(encoder, labels, settings.kind, settings.reduction)
-    method = _HeadMethod(model, train, dev, labels, pad_id)
+    method = _HeadMethod(model, train, dev, labels, pad_id, soft)
     return model, fit_head(method, settings, f"head seed {settings.seed}", "dev_macro_f1")

@@ -7,7 +7,13 @@ seed-1 head is scored on the choosing split, the best rate is kept for the other
 seed with the best choosing score is packed; the report split is scored once per seed. The
 choosing split is dev, or (`holdout`, for NER whose test split has no labels) a slice of train,
 and then dev is the report split. Each task's sources hold only its head (adapters and
-classifier, fp16) and name the student as their body: one body, many small heads."""
+classifier, fp16) and name the student as their body: one body, many small heads.
+
+A text task may also `distill`: its student heads then learn, beside the labels, the
+baseline's head's distribution on unlabeled text of the language (the baseline's report must
+exist: `--baseline` first; its chosen head is the teacher, re-trained and checked against its
+record when only the record is kept). A few hundred labelled rows are all a head otherwise
+sees; the teacher's predictions on thousands of sentences are what the small body lacks."""
 
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from transformers import BertModel
 
 from training.compress.encoders import WEIGHTS, load_baseline, load_student
-from training.compress.head import EncoderClassifier, HeadSettings, train_head
+from training.compress.head import EncoderClassifier, HeadSettings, Soft, logits, train_head
 from training.compress.head import predict as predict_texts
 from training.compress.tagger import (
     Sentences,
@@ -53,6 +59,14 @@ class TaskHeads(Settings):
     seeds: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
 
 
+class HeadDistillation(Settings):
+    """Text heads only: the baseline's head as a teacher on unlabeled text."""
+
+    texts: Path  # one text per line
+    limit: int = Field(default=5000, ge=1)  # its first lines
+    temperature: float = Field(default=2.0, gt=0)
+
+
 class TaskSpec(Settings):
     data: Path  # train.tsv, dev.tsv and (optionally) test.tsv
     kind: Literal["sequence", "tokens"]
@@ -63,6 +77,7 @@ class TaskSpec(Settings):
     default: bool = False  # answers for its language without being named
     min_variant_agreement: float = Field(default=0.85, ge=0.0, le=1.0)
     head: TaskHeads | None = None  # this task's own settings (default: the config's)
+    distill: HeadDistillation | None = None  # the student's heads (text tasks only)
 
 
 class TasksConfig(Settings):
@@ -100,6 +115,10 @@ class TaskRun:
         spec = self.spec
         if spec.kind == "tokens" and spec.scheme is None:
             raise ValueError(f"task {task}: a token task needs scheme (tags or iob2)")
+        if spec.kind == "tokens" and spec.distill is not None:
+            raise ValueError(f"task {task}: only text (sequence) heads distil")
+        self.soft: Soft | None = None  # set by `distil_from`
+        self.teacher: dict[str, Any] | None = None  # which head taught, and on what
         splits = {s: self._read(s) for s in ("train", "dev", "test") if self._has(s)}
         if "train" not in splits or "dev" not in splits:
             raise ValueError(f"task {task}: {spec.data} needs train.tsv and dev.tsv")
@@ -201,6 +220,7 @@ class TaskRun:
             },
             "learning_rate": rate,
             "learning_rate_search": {str(r): search[r][f"choose_{self.key}"] for r in search},
+            "distill": self.teacher,
             "best_seed": best["seed"],
             "figures": {k: spread(k) for k in figures},
             "runs": runs,
@@ -218,6 +238,8 @@ class TaskRun:
         head = self.head
         settings = HeadSettings("adapter", self.reduction, rate, head.batch_size, head.epochs, seed)
         identity = {"encoder_id": self.encoder_id, "settings": asdict(settings)}
+        if self.teacher is not None:
+            identity["distill"] = self.teacher
         if saved.is_file():
             earlier: dict[str, Any] = json.loads(saved.read_text())
             if {k: earlier.get(k) for k in identity} == identity:
@@ -227,26 +249,7 @@ class TaskRun:
                 f"{self.task} seed {seed} lr {rate:g}: {saved} is of another body or settings",
                 flush=True,
             )
-        pad = self.tokenizer.pad_token_id
-        model: torch.nn.Module
-        if self.spec.kind == "tokens":
-            gold = self.choose[1]
-
-            def dev_score(predicted: list[list[int | None]]) -> float:
-                assert self.spec.scheme is not None
-                return word_scores(gold, predicted, self.labels, self.spec.scheme)[self.key]
-
-            model, log = train_tagger(
-                self.encoder, self.labels, train, choose, pad, settings, dev_score
-            )
-        else:
-            y = (
-                [self.labels.index(v) for v in self.train[1]],
-                [self.labels.index(v) for v in self.choose[1]],
-            )
-            model, log = train_head(
-                self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings
-            )
+        model, log = self._train(settings, train, choose)
         result = identity | {
             "seed": seed,
             "learning_rate": rate,
@@ -267,6 +270,97 @@ class TaskRun:
             print(json.dumps({"task": self.task} | result), flush=True)
         state.wait_for_everyone()
         return result
+
+    def _train(
+        self, settings: HeadSettings, train: Any, choose: Any
+    ) -> tuple[torch.nn.Module, dict[str, Any]]:
+        pad = self.tokenizer.pad_token_id
+        model: torch.nn.Module
+        if self.spec.kind == "tokens":
+            gold = self.choose[1]
+
+            def dev_score(predicted: list[list[int | None]]) -> float:
+                assert self.spec.scheme is not None
+                return word_scores(gold, predicted, self.labels, self.spec.scheme)[self.key]
+
+            model, log = train_tagger(
+                self.encoder, self.labels, train, choose, pad, settings, dev_score
+            )
+        else:
+            y = (
+                [self.labels.index(v) for v in self.train[1]],
+                [self.labels.index(v) for v in self.choose[1]],
+            )
+            model, log = train_head(
+                self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings, self.soft
+            )
+        return model, log
+
+    def chosen(self) -> dict[str, Any]:
+        """The record of the head this (baseline's) run chose, from its report."""
+        path = self.folder / "report.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"task {self.task}: no {path}; train the baseline's heads first "
+                f"(`python -m training compress tasks CONFIG --baseline --task {self.task}`)"
+            )
+        report = json.loads(path.read_text())
+        return next(r for r in report["runs"] if r["seed"] == report["best_seed"])
+
+    def chosen_head(self) -> EncoderClassifier:
+        """The head this (baseline's) run chose: its saved weights, or, where only its record
+        was kept, the same head trained again and checked against the record's choosing
+        figure."""
+        record = self.chosen()
+        seed, rate = record["seed"], record["learning_rate"]
+        weights = self._file(seed, rate, ".pt")
+        if weights.is_file():
+            head = EncoderClassifier(self.encoder, self.labels, "adapter", self.reduction)
+            head.load_state_dict(torch.load(weights, map_location="cpu"), strict=False)
+            return head.eval()
+        print(f"{self.task}: training the baseline's seed {seed} head again ({weights})")
+        settings = HeadSettings(**record["settings"])
+        choose = self._encode(self.choose)
+        model, _ = self._train(settings, self._encode(self.train), choose)
+        again = self.score(choose, self.choose[1], model)[self.key]
+        if abs(again - record[f"choose_{self.key}"]) > 1e-6:
+            raise ValueError(
+                f"task {self.task}: the baseline's seed {seed} head trained again scores "
+                f"{again:.4f} on {self.choose_split}, its record {record[f'choose_{self.key}']}"
+            )
+        if processes().is_main_process:
+            head_state = {k: v for k, v in model.state_dict().items() if _is_head(k)}
+            torch.save(head_state, weights)
+        assert isinstance(model, EncoderClassifier)  # a text task's head
+        return model.eval()
+
+    def distil_from(self, baseline: TaskRun) -> None:
+        """Teach this run's heads with the baseline's chosen head on the configured texts
+        (its logits kept in `teacher.npz`, made again only when the teacher or texts change)."""
+        assert self.spec.distill is not None
+        distill = self.spec.distill
+        with distill.texts.open(encoding="utf-8") as lines:
+            texts = [t for t in (line.strip() for line in lines) if t][: distill.limit]
+        record = baseline.chosen()
+        self.teacher = distill.model_dump(mode="json") | {
+            "texts_used": len(texts),
+            "teacher": f"{baseline.encoder_name} {self.task} head, seed {record['seed']} "
+            f"at {record['learning_rate']:g}",
+            f"teacher_choose_{self.key}": record[f"choose_{self.key}"],
+        }
+        cache = self.folder / "teacher.npz"
+        key = json.dumps(self.teacher, sort_keys=True)
+        saved = np.load(cache) if cache.is_file() else None
+        if saved is not None and str(saved["key"]) == key:
+            teacher_logits = saved["logits"]
+        else:
+            ids = baseline._encode((texts, [None] * len(texts)))
+            head = baseline.chosen_head()
+            teacher_logits = logits(head, ids, baseline.tokenizer.pad_token_id)
+            if processes().is_main_process:
+                np.savez(cache, key=np.array(key), logits=teacher_logits)
+        ids = self._encode((texts, [None] * len(texts)))
+        self.soft = Soft(ids, teacher_logits, distill.temperature)
 
     def pack(self, result: dict[str, Any]) -> Path:
         """The best head as sources naming the student as their body."""
@@ -301,7 +395,8 @@ class TaskRun:
                 "out": str(self.config.models / name),
             },
             "provenance": {
-                "method": f"{self.task} head (task adapters + classifier) on the served student",
+                "method": f"{self.task} head (task adapters + classifier) on the served student"
+                + (f", distilled from {self.teacher['teacher']}" if self.teacher else ""),
                 "task_data": str(self.spec.data),
                 "learning_rate": result["learning_rate"],
                 "exported_seed": result["best_seed"],
@@ -355,6 +450,11 @@ def run_tasks(
         folder = config.out / "baseline" / task if baseline else config.out / task
         run = TaskRun(config, task, encoder, folder)
         run.folder.mkdir(parents=True, exist_ok=True)
+        if not baseline and run.spec.distill is not None:
+            if config.baseline is None:
+                raise ValueError(f"task {task} distils the baseline's head; no baseline named")
+            teacher = (config.baseline, config.baseline, *load_baseline(config.baseline))
+            run.distil_from(TaskRun(config, task, teacher, config.out / "baseline" / task))
         result = run.run()
         figures = {k: v for k, v in result["figures"].items() if k.startswith("report_")}
         if baseline:

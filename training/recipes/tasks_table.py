@@ -70,11 +70,14 @@ def verdict(
     baseline: dict[str, Any] | None,
 ) -> str:
     """Met or missed; a drop between heads trained for different budgets is no measure of
-    the body, so it is named as such instead."""
+    the body, so it is named as such instead. A distilled student learnt from the baseline's
+    own head, on more text: its drop from that teacher is the compression's, whatever the
+    epochs."""
     if drop is None or allowed is None:
         return "—"
     ours, theirs = budget(student), budget(baseline)
-    if ours and theirs and ours != theirs:
+    distilled = student is not None and student.get("distill") is not None
+    if ours and theirs and ours != theirs and not distilled:
         return (
             f"not comparable (student {ours[0]} epochs at batch {ours[1]}, "
             f"baseline {theirs[0]} at {theirs[1]})"
@@ -106,6 +109,8 @@ def table(task: str, reports: Path) -> str:
         body = "—"
         if student is not None:
             body = f"{student['encoder']} ({student['encoder_parameters'] / 1e6:.1f}M)"
+            if student.get("distill"):
+                body += f", distilled on {student['distill']['texts_used']:,} texts"
         lines.append(
             f"| {language} | {body} | {split} | {pct(theirs)} | {pct(ours)} "
             f"| {'—' if drop is None else f'{drop:.1f}'} "
