@@ -330,6 +330,7 @@ class TaskRun:
             )
         if processes().is_main_process:
             head_state = {k: v for k, v in model.state_dict().items() if _is_head(k)}
+            weights.parent.mkdir(parents=True, exist_ok=True)
             torch.save(head_state, weights)
         assert isinstance(model, EncoderClassifier)  # a text task's head
         return model.eval()
