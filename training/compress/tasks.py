@@ -263,9 +263,7 @@ class TaskRun:
             result |= {f"{prefix}_{k}": v for k, v in self.score(encoded, gold, model).items()}
         state = processes()
         if state.is_main_process:
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            head_state = {k: v for k, v in model.state_dict().items() if _is_head(k)}
-            torch.save(head_state, self._file(seed, rate, ".pt"))
+            _save_head(model, self._file(seed, rate, ".pt"))
             saved.write_text(json.dumps(result, indent=2))
             print(json.dumps({"task": self.task} | result), flush=True)
         state.wait_for_everyone()
@@ -329,9 +327,7 @@ class TaskRun:
                 f"{again:.4f} on {self.choose_split}, its record {record[f'choose_{self.key}']}"
             )
         if processes().is_main_process:
-            head_state = {k: v for k, v in model.state_dict().items() if _is_head(k)}
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(head_state, weights)
+            _save_head(model, weights)
         assert isinstance(model, EncoderClassifier)  # a text task's head
         return model.eval()
 
@@ -349,19 +345,20 @@ class TaskRun:
             f"at {record['learning_rate']:g}",
             f"teacher_choose_{self.key}": record[f"choose_{self.key}"],
         }
+        unlabeled = (texts, [None] * len(texts))
         cache = self.folder / "teacher.npz"
         key = json.dumps(self.teacher, sort_keys=True)
-        saved = np.load(cache) if cache.is_file() else None
-        if saved is not None and str(saved["key"]) == key:
-            teacher_logits = saved["logits"]
-        else:
-            ids = baseline._encode((texts, [None] * len(texts)))
+        teacher_logits = None
+        if cache.is_file():
+            with np.load(cache) as saved:
+                teacher_logits = saved["logits"] if str(saved["key"]) == key else None
+        if teacher_logits is None:
             head = baseline.chosen_head()
+            ids = baseline._encode(unlabeled)
             teacher_logits = logits(head, ids, baseline.tokenizer.pad_token_id)
             if processes().is_main_process:
                 np.savez(cache, key=np.array(key), logits=teacher_logits)
-        ids = self._encode((texts, [None] * len(texts)))
-        self.soft = Soft(ids, teacher_logits, distill.temperature)
+        self.soft = Soft(self._encode(unlabeled), teacher_logits, distill.temperature)
 
     def pack(self, result: dict[str, Any]) -> Path:
         """The best head as sources naming the student as their body."""
@@ -428,6 +425,12 @@ class TaskRun:
 def _is_head(key: str) -> bool:
     """The trained part of a head model: its adapters and its classifier."""
     return ".adapter." in key or key.startswith("classifier.")
+
+
+def _save_head(model: torch.nn.Module, path: Path) -> None:
+    """The trained part of a head model, to `path` (its folder made if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v for k, v in model.state_dict().items() if _is_head(k)}, path)
 
 
 def run_tasks(
