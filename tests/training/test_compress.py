@@ -41,6 +41,14 @@ from training.compress.surgery import (
     reduce_layers,
     truncate_hidden,
 )
+from training.compress.tagger import (
+    IGNORE,
+    Encoded,
+    SoftTags,
+    TokenClassifier,
+    _TaggerMethod,
+    words_of,
+)
 from training.loop import CHECKPOINT
 from training.sources import digest
 
@@ -788,10 +796,77 @@ def test_distilled_heads_learn_from_the_baselines_chosen_head(
     finally:
         shutil.rmtree(sources)
         shutil.rmtree(task_heads / "models" / "vi-sentiment-distilled")
-    config["tasks"] = {"pos": config["tasks"]["sentiment"] | {"kind": "tokens", "scheme": "tags"}}
+
+
+def test_a_tagger_distils_its_teacher_word_by_word() -> None:
+    """Unlabeled sentences give T^2 * KL at each word's first token against the teacher's
+    row for that word (a NaN row, a word the teacher's truncation cut, is skipped), averaged
+    over words and counted once per sentence; labelled ones give the usual cross-entropy."""
+    torch.manual_seed(0)
+    model = TokenClassifier(encoder(), ["NOUN", "VERB"], 2).eval()
+    train = Encoded([[0, 4, 5, 2]], [[IGNORE, 1, 0, IGNORE]], [[1, 2]])
+    unlabeled = Encoded([[0, 4, 6, 7, 2], [0, 5, 2]], [[IGNORE] * 5, [IGNORE] * 3], [[1, 2], [1]])
+    teacher = [np.array([[2.0, -2.0], [np.nan, np.nan]]), np.array([[-1.0, 1.0]])]
+    soft = SoftTags(unlabeled, [t.astype(np.float32) for t in teacher], 2.0)
+    method = _TaggerMethod(model, train, train, 1, lambda _: 0.0, soft)
+    cpu = torch.device("cpu")
+    assert method.sizes() == [4, 5, 3]
+    with torch.no_grad():
+        labelled, distilled = method.loss(model, [0], cpu), method.loss(model, [1, 2], cpu)
+        mixed = method.loss(model, [2, 0, 1], cpu)
+        x, mask = pad_rows(method.ids, [0, 1, 2], 1, cpu)
+        out = model(x, mask).logits
+        ce = torch.nn.functional.cross_entropy(out[0, [1, 2]], torch.tensor([1, 0])) * 1
+        student = torch.stack([out[1, 1], out[2, 1]])  # the cut word is left out
+        rows = torch.tensor([[2.0, -2.0], [-1.0, 1.0]])
+        kl = prediction_loss(student, rows, 2.0).sum() / (2 / 2)
+    assert float(labelled) == pytest.approx(float(ce), rel=1e-5)
+    assert float(distilled) == pytest.approx(float(kl), rel=1e-4)
+    assert float(mixed) == pytest.approx(float(ce + kl), rel=1e-4)
+
+
+def test_unlabeled_text_is_split_into_words_as_the_tagging_sets_are() -> None:
+    assert words_of("Habari, dunia! Covid-19 ") == ["Habari", ",", "dunia", "!", "Covid", "-", "19"]
+    assert words_of("Đồng bằng sông Cửu Long.") == ["Đồng", "bằng", "sông", "Cửu", "Long", "."]
+
+
+def test_token_heads_distil_the_baselines_tags_on_unlabeled_sentences(
+    task_heads: Path, tmp_path: Path
+) -> None:
+    """`distill` on a token task: the baseline's chosen POS head tags every word of the
+    unlabeled lines (its rows kept in `teacher.npz`, one per word), and the student's heads
+    learn them beside the labels."""
+    rng = np.random.default_rng(3)
+    texts = tmp_path / "unlabeled.txt"
+    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 6)))) + "." for _ in range(25)]
+    texts.write_text("\n".join(lines) + "\n")
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    pos = config["tasks"]["pos"] | {
+        "name": "vi-pos-distilled",
+        "default": False,
+        "distill": {"texts": str(texts), "limit": 20, "temperature": 2.0},
+    }
+    config |= {"out": str(tmp_path / "tasks"), "tasks": {"pos": pos}}
+    path = tmp_path / "tasks.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(command) == 2
-    assert "only text (sequence) heads distil" in capsys.readouterr().err
+    shutil.copytree(
+        task_heads / "tasks" / "baseline" / "pos", tmp_path / "tasks" / "baseline" / "pos"
+    )
+    sources = task_heads / "models" / "sources" / "vi-pos-distilled"
+    try:
+        assert main(["compress", "tasks", str(path)]) == 0
+        source = json.loads((sources / "source.json").read_text())
+        assert "distilled from" in source["provenance"]["method"]
+    finally:
+        shutil.rmtree(sources, ignore_errors=True)
+        shutil.rmtree(task_heads / "models" / "vi-pos-distilled", ignore_errors=True)
+    report = json.loads((tmp_path / "tasks" / "pos" / "report.json").read_text())
+    assert report["distill"]["texts_used"] == 20
+    assert all(run["distill"] == report["distill"] for run in report["runs"])
+    words = sum(len(words_of(line)) for line in lines[:20])
+    with np.load(tmp_path / "tasks" / "pos" / "teacher.npz") as saved:
+        assert saved["logits"].shape == (words, 2)  # a row per word, NOUN and INTJ
+        assert np.isfinite(saved["logits"]).all()
 
 
 def test_int8_row_sources_halve_the_student_and_rebuild_its_figures(

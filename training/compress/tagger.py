@@ -8,6 +8,7 @@ prediction (the usual alignment, and the one the service reads back: app/tagging
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from transformers import BertModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from training.batches import pad_rows
+from training.compress.distill import prediction_loss
 from training.compress.head import AdaptedHead, HeadMethod, HeadSettings, fit_head
 
 IGNORE = -100  # the loss skips every sub-word but a word's first
@@ -63,25 +65,51 @@ class Encoded:
     firsts: list[list[int | None]]  # per word: its first token, None when truncation cut it
 
 
+def words_of(text: str) -> list[str]:
+    """Unlabeled text as the tagging sets split it: runs of word characters, and every
+    other non-space character on its own (UD and CoNLL files keep punctuation apart)."""
+    return re.findall(r"\w+|[^\w\s]", text)
+
+
+def encode_words(tokenizer: Any, words: list[list[str]], max_length: int) -> Encoded:
+    """Token ids and each word's first token, with the tokenizer's own word alignment;
+    no targets (every token IGNORE)."""
+    out = Encoded([], [], [])
+    for sentence in words:
+        enc = tokenizer(sentence, is_split_into_words=True, truncation=True, max_length=max_length)
+        firsts: list[int | None] = [None] * len(sentence)
+        for position, word in enumerate(enc.word_ids()):
+            if word is not None and firsts[word] is None:
+                firsts[word] = position
+        out.ids.append(list(enc["input_ids"]))
+        out.targets.append([IGNORE] * len(enc["input_ids"]))
+        out.firsts.append(firsts)
+    return out
+
+
 def encode(tokenizer: Any, data: Sentences, labels: list[str], max_length: int) -> Encoded:
     """Token ids and first-sub-word targets, with the tokenizer's own word alignment."""
     index = {label: i for i, label in enumerate(labels)}
     unknown = sorted({t for sent in data.tags for t in sent} - set(index))
     if unknown:
         raise ValueError(f"tags {unknown} are not among the labels {labels}")
-    out = Encoded([], [], [])
-    for words, tags in zip(data.words, data.tags, strict=True):
-        enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
-        firsts: list[int | None] = [None] * len(words)
-        targets = [IGNORE] * len(enc["input_ids"])
-        for position, word in enumerate(enc.word_ids()):
-            if word is not None and firsts[word] is None:
-                firsts[word] = position
-                targets[position] = index[tags[word]]
-        out.ids.append(list(enc["input_ids"]))
-        out.targets.append(targets)
-        out.firsts.append(firsts)
+    out = encode_words(tokenizer, data.words, max_length)
+    for tags, targets, firsts in zip(data.tags, out.targets, out.firsts, strict=True):
+        for tag, first in zip(tags, firsts, strict=True):
+            if first is not None:
+                targets[first] = index[tag]
     return out
+
+
+@dataclass
+class SoftTags:
+    """What a token head distils besides its labels: unlabeled sentences (the head's own
+    encoding) and a teacher's logits on each of their words (NaN where the teacher's
+    truncation cut the word), compared at a temperature."""
+
+    data: Encoded
+    logits: list[np.ndarray]  # per sentence: (words, labels)
+    temperature: float
 
 
 class TokenClassifier(AdaptedHead):
@@ -98,49 +126,95 @@ class TokenClassifier(AdaptedHead):
 
 
 @torch.no_grad()
-def predict(model: TokenClassifier, data: Encoded, pad_id: int) -> list[list[int | None]]:
-    """Each word's label index (None for a word truncation cut off)."""
+def word_logits(model: TokenClassifier, data: Encoded, pad_id: int) -> list[np.ndarray]:
+    """Each sentence's logits at its words' first tokens, (words, labels); a NaN row for a
+    word truncation cut off."""
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(data.ids)), key=lambda i: len(data.ids[i]))
-    out: list[list[int | None]] = [[] for _ in data.ids]
+    out: list[np.ndarray] = [np.empty(0) for _ in data.ids]
     for start in range(0, len(order), 64):
         rows = order[start : start + 64]
         x, mask = pad_rows(data.ids, rows, pad_id, device)
-        best = model(x, mask).logits.argmax(-1).cpu().numpy()
+        batch = model(x, mask).logits.float().cpu().numpy()
         for r, i in enumerate(rows):
-            out[i] = [None if f is None else int(best[r, f]) for f in data.firsts[i]]
+            words = np.full((len(data.firsts[i]), batch.shape[-1]), np.nan, dtype=np.float32)
+            kept = [(w, f) for w, f in enumerate(data.firsts[i]) if f is not None]
+            if kept:
+                words[[w for w, _ in kept]] = batch[r, [f for _, f in kept]]
+            out[i] = words
     return out
+
+
+def predict(model: TokenClassifier, data: Encoded, pad_id: int) -> list[list[int | None]]:
+    """Each word's label index (None for a word truncation cut off)."""
+    return [
+        [None if np.isnan(row[0]) else int(row.argmax()) for row in sentence]
+        for sentence in word_logits(model, data, pad_id)
+    ]
 
 
 Score = Callable[[list[list[int | None]]], float]  # word predictions -> the dev figure
 
 
 class _TaggerMethod(HeadMethod):
-    """A token head as a loop method: cross-entropy on first sub-words, a dev figure."""
+    """A token head as a loop method: cross-entropy on the labelled sentences' first
+    sub-words and, with `soft`, the teacher's distribution on the unlabeled sentences' words
+    (T^2 * KL); each loss is a mean over its words times its sentences, so every sentence
+    weighs about the same. A dev figure."""
 
     def __init__(
-        self, model: TokenClassifier, train: Encoded, dev: Encoded, pad_id: int, dev_score: Score
+        self,
+        model: TokenClassifier,
+        train: Encoded,
+        dev: Encoded,
+        pad_id: int,
+        dev_score: Score,
+        soft: SoftTags | None = None,
     ) -> None:
-        self.model, self.train, self.dev = model, train, dev
+        self.model, self.train, self.dev, self.soft = model, train, dev, soft
         self.pad_id, self.dev_score = pad_id, dev_score
+        self.ids = train.ids + (soft.data.ids if soft else [])  # labelled sentences first
         self.best = {}
 
     def sizes(self) -> list[int]:
-        return [len(x) for x in self.train.ids]
+        return [len(x) for x in self.ids]
 
     def loss(self, module: nn.Module, rows: list[int], device: torch.device) -> torch.Tensor:
-        x, mask = pad_rows(self.train.ids, rows, self.pad_id, device)
-        target = torch.full(x.shape, IGNORE, dtype=torch.long)
-        for r, i in enumerate(rows):
-            target[r, : len(self.train.targets[i])] = torch.tensor(self.train.targets[i])
+        x, mask = pad_rows(self.ids, rows, self.pad_id, device)
         logits = module(x, mask).logits
-        return nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
+        n = len(self.train.ids)
+        labelled = [r for r, i in enumerate(rows) if i < n]
+        target = torch.full((len(labelled), x.shape[1]), IGNORE, dtype=torch.long)
+        for row, r in enumerate(labelled):
+            target[row, : len(self.train.targets[rows[r]])] = torch.tensor(
+                self.train.targets[rows[r]]
+            )
+        words = int((target != IGNORE).sum())
+        total = nn.functional.cross_entropy(
+            logits[labelled].reshape(-1, logits.shape[-1]),
             target.reshape(-1).to(device),
             ignore_index=IGNORE,
             reduction="sum",
-        ) / max(1, int((target != IGNORE).sum()) / len(rows))  # the mean over words, x sentences
+        ) / max(1, words / max(1, len(labelled)))
+        unlabeled = [r for r, i in enumerate(rows) if i >= n]
+        if unlabeled:
+            assert self.soft is not None
+            at, teacher = [], []
+            for r in unlabeled:
+                sentence = rows[r] - n
+                for word, first in enumerate(self.soft.data.firsts[sentence]):
+                    row = self.soft.logits[sentence][word]
+                    if first is not None and not np.isnan(row[0]):
+                        at.append((r, first))
+                        teacher.append(row)
+            if at:
+                student = logits[[r for r, _ in at], [f for _, f in at]]
+                kl = prediction_loss(
+                    student, torch.from_numpy(np.stack(teacher)).to(device), self.soft.temperature
+                )
+                total = total + kl.sum() / (len(at) / len(unlabeled))
+        return total
 
     def evaluate(self, module: nn.Module) -> dict[str, float]:
         return {"dev_score": self.dev_score(predict(module, self.dev, self.pad_id))}  # type: ignore[arg-type]
@@ -154,12 +228,13 @@ def train_tagger(
     pad_id: int,
     settings: HeadSettings,
     dev_score: Score,
+    soft: SoftTags | None = None,
 ) -> tuple[TokenClassifier, dict[str, Any]]:
-    """Train one head on the shared loop; the weights of the epoch with the best
-    `dev_score` are returned."""
+    """Train one head on the shared loop (on `soft`'s teacher too, if given); the weights
+    of the epoch with the best `dev_score` are returned."""
     torch.manual_seed(settings.seed)
     model = TokenClassifier(encoder, labels, settings.reduction)
-    method = _TaggerMethod(model, train, dev, pad_id, dev_score)
+    method = _TaggerMethod(model, train, dev, pad_id, dev_score, soft)
     return model, fit_head(method, settings, f"tagger seed {settings.seed}", "dev_score")
 
 

@@ -9,11 +9,13 @@ choosing split is dev, or (`holdout`, for NER whose test split has no labels) a 
 and then dev is the report split. Each task's sources hold only its head (adapters and
 classifier, fp16) and name the student as their body: one body, many small heads.
 
-A text task may also `distill`: its student heads then learn, beside the labels, the
-baseline's head's distribution on unlabeled text of the language (the baseline's report must
-exist: `--baseline` first; its chosen head is the teacher, re-trained and checked against its
-record when only the record is kept). A few hundred labelled rows are all a head otherwise
-sees; the teacher's predictions on thousands of sentences are what the small body lacks."""
+A task may also `distill`: its student heads then learn, beside the labels, the baseline's
+head's distribution on unlabeled text of the language, per text or (token tasks) per word,
+the first sub-word on either side, which sidesteps the two tokenizers' different pieces (the
+baseline's report must exist: `--baseline` first; its chosen head is the teacher, re-trained
+and checked against its record when only the record is kept). A few hundred labelled rows are
+all a head otherwise sees; the teacher's predictions on thousands of sentences are what the
+small body lacks."""
 
 from __future__ import annotations
 
@@ -34,12 +36,16 @@ from training.compress.head import EncoderClassifier, HeadSettings, Soft, logits
 from training.compress.head import predict as predict_texts
 from training.compress.tagger import (
     Sentences,
+    SoftTags,
     TokenClassifier,
     encode,
+    encode_words,
     predict,
     read_conll,
     train_tagger,
+    word_logits,
     word_scores,
+    words_of,
 )
 from training.data import read_table
 from training.evaluate.metrics import scores
@@ -60,7 +66,8 @@ class TaskHeads(Settings):
 
 
 class HeadDistillation(Settings):
-    """Text heads only: the baseline's head as a teacher on unlabeled text."""
+    """The baseline's head as a teacher on unlabeled text (token tasks: its tags of each
+    line's words, split as `words_of` does)."""
 
     texts: Path  # one text per line
     limit: int = Field(default=5000, ge=1)  # its first lines
@@ -77,7 +84,7 @@ class TaskSpec(Settings):
     default: bool = False  # answers for its language without being named
     min_variant_agreement: float = Field(default=0.85, ge=0.0, le=1.0)
     head: TaskHeads | None = None  # this task's own settings (default: the config's)
-    distill: HeadDistillation | None = None  # the student's heads (text tasks only)
+    distill: HeadDistillation | None = None  # the student's heads
 
 
 class TasksConfig(Settings):
@@ -115,9 +122,7 @@ class TaskRun:
         spec = self.spec
         if spec.kind == "tokens" and spec.scheme is None:
             raise ValueError(f"task {task}: a token task needs scheme (tags or iob2)")
-        if spec.kind == "tokens" and spec.distill is not None:
-            raise ValueError(f"task {task}: only text (sequence) heads distil")
-        self.soft: Soft | None = None  # set by `distil_from`
+        self.soft: Soft | SoftTags | None = None  # set by `distil_from`
         self.teacher: dict[str, Any] | None = None  # which head taught, and on what
         splits = {s: self._read(s) for s in ("train", "dev", "test") if self._has(s)}
         if "train" not in splits or "dev" not in splits:
@@ -281,14 +286,16 @@ class TaskRun:
                 assert self.spec.scheme is not None
                 return word_scores(gold, predicted, self.labels, self.spec.scheme)[self.key]
 
+            assert self.soft is None or isinstance(self.soft, SoftTags)
             model, log = train_tagger(
-                self.encoder, self.labels, train, choose, pad, settings, dev_score
+                self.encoder, self.labels, train, choose, pad, settings, dev_score, self.soft
             )
         else:
             y = (
                 [self.labels.index(v) for v in self.train[1]],
                 [self.labels.index(v) for v in self.choose[1]],
             )
+            assert self.soft is None or isinstance(self.soft, Soft)
             model, log = train_head(
                 self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings, self.soft
             )
@@ -305,7 +312,7 @@ class TaskRun:
         report = json.loads(path.read_text())
         return next(r for r in report["runs"] if r["seed"] == report["best_seed"])
 
-    def chosen_head(self) -> EncoderClassifier:
+    def chosen_head(self) -> torch.nn.Module:
         """The head this (baseline's) run chose: its saved weights, or, where only its record
         was kept, the same head trained again and checked against the record's choosing
         figure."""
@@ -313,7 +320,11 @@ class TaskRun:
         seed, rate = record["seed"], record["learning_rate"]
         weights = self._file(seed, rate, ".pt")
         if weights.is_file():
-            head = EncoderClassifier(self.encoder, self.labels, "adapter", self.reduction)
+            head: torch.nn.Module = (
+                TokenClassifier(self.encoder, self.labels, self.reduction)
+                if self.spec.kind == "tokens"
+                else EncoderClassifier(self.encoder, self.labels, "adapter", self.reduction)
+            )
             head.load_state_dict(torch.load(weights, map_location="cpu"), strict=False)
             return head.eval()
         print(f"{self.task}: training the baseline's seed {seed} head again ({weights})")
@@ -328,12 +339,12 @@ class TaskRun:
             )
         if processes().is_main_process:
             _save_head(model, weights)
-        assert isinstance(model, EncoderClassifier)  # a text task's head
         return model.eval()
 
     def distil_from(self, baseline: TaskRun) -> None:
         """Teach this run's heads with the baseline's chosen head on the configured texts
-        (its logits kept in `teacher.npz`, made again only when the teacher or texts change)."""
+        (its logits kept in `teacher.npz`, made again only when the teacher or texts change):
+        per text, or per word of each text for a token task."""
         assert self.spec.distill is not None
         distill = self.spec.distill
         with distill.texts.open(encoding="utf-8") as lines:
@@ -345,20 +356,33 @@ class TaskRun:
             f"at {record['learning_rate']:g}",
             f"teacher_choose_{self.key}": record[f"choose_{self.key}"],
         }
-        unlabeled = (texts, [None] * len(texts))
+        tokens = self.spec.kind == "tokens"
+        words = [words_of(t) for t in texts] if tokens else []
         cache = self.folder / "teacher.npz"
         key = json.dumps(self.teacher, sort_keys=True)
-        teacher_logits = None
+        flat = None
         if cache.is_file():
             with np.load(cache) as saved:
-                teacher_logits = saved["logits"] if str(saved["key"]) == key else None
-        if teacher_logits is None:
+                flat = saved["logits"] if str(saved["key"]) == key else None
+        if flat is None:
             head = baseline.chosen_head()
-            ids = baseline._encode(unlabeled)
-            teacher_logits = logits(head, ids, baseline.tokenizer.pad_token_id)
+            pad = baseline.tokenizer.pad_token_id
+            if tokens:
+                encoded = encode_words(baseline.tokenizer, words, self.config.max_length)
+                flat = np.concatenate(word_logits(head, encoded, pad))  # type: ignore[arg-type]
+            else:
+                flat = logits(head, baseline._encode((texts, [None] * len(texts))), pad)  # type: ignore[arg-type]
             if processes().is_main_process:
-                np.savez(cache, key=np.array(key), logits=teacher_logits)
-        self.soft = Soft(self._encode(unlabeled), teacher_logits, distill.temperature)
+                np.savez(cache, key=np.array(key), logits=flat)
+        if tokens:
+            cuts = np.cumsum([len(w) for w in words])[:-1]
+            self.soft = SoftTags(
+                encode_words(self.tokenizer, words, self.config.max_length),
+                np.split(flat, cuts),
+                distill.temperature,
+            )
+        else:
+            self.soft = Soft(self._encode((texts, [None] * len(texts))), flat, distill.temperature)
 
     def pack(self, result: dict[str, Any]) -> Path:
         """The best head as sources naming the student as their body."""
