@@ -174,6 +174,14 @@ class TaskRun:
         out = self.tokenizer(list(split[0]), truncation=True, max_length=self.config.max_length)
         return [list(x) for x in out["input_ids"]]
 
+    def _unlabeled(self, texts: list[str]) -> Any:
+        """Unlabeled texts as this run's heads read them: token ids, or (token tasks) the
+        words of each text (`words_of`) with their first tokens."""
+        if self.spec.kind == "tokens":
+            words = [words_of(t) for t in texts]
+            return encode_words(self.tokenizer, words, self.config.max_length)
+        return self._encode((texts, [None] * len(texts)))
+
     def score(self, encoded: Any, gold: list[Any], model: torch.nn.Module) -> dict[str, float]:
         pad = self.tokenizer.pad_token_id
         if self.spec.kind == "tokens":
@@ -320,10 +328,8 @@ class TaskRun:
         seed, rate = record["seed"], record["learning_rate"]
         weights = self._file(seed, rate, ".pt")
         if weights.is_file():
-            head: torch.nn.Module = (
-                TokenClassifier(self.encoder, self.labels, self.reduction)
-                if self.spec.kind == "tokens"
-                else EncoderClassifier(self.encoder, self.labels, "adapter", self.reduction)
+            head = _head_model(
+                self.encoder, self.labels, self.reduction, self.spec.kind == "tokens"
             )
             head.load_state_dict(torch.load(weights, map_location="cpu"), strict=False)
             return head.eval()
@@ -357,7 +363,6 @@ class TaskRun:
             f"teacher_choose_{self.key}": record[f"choose_{self.key}"],
         }
         tokens = self.spec.kind == "tokens"
-        words = [words_of(t) for t in texts] if tokens else []
         cache = self.folder / "teacher.npz"
         key = json.dumps(self.teacher, sort_keys=True)
         flat = None
@@ -366,23 +371,19 @@ class TaskRun:
                 flat = saved["logits"] if str(saved["key"]) == key else None
         if flat is None:
             head = baseline.chosen_head()
-            pad = baseline.tokenizer.pad_token_id
+            pad, encoded = baseline.tokenizer.pad_token_id, baseline._unlabeled(texts)
             if tokens:
-                encoded = encode_words(baseline.tokenizer, words, self.config.max_length)
                 flat = np.concatenate(word_logits(head, encoded, pad))  # type: ignore[arg-type]
             else:
-                flat = logits(head, baseline._encode((texts, [None] * len(texts))), pad)  # type: ignore[arg-type]
+                flat = logits(head, encoded, pad)  # type: ignore[arg-type]
             if processes().is_main_process:
                 np.savez(cache, key=np.array(key), logits=flat)
-        if tokens:
-            cuts = np.cumsum([len(w) for w in words])[:-1]
-            self.soft = SoftTags(
-                encode_words(self.tokenizer, words, self.config.max_length),
-                np.split(flat, cuts),
-                distill.temperature,
-            )
+        inputs = self._unlabeled(texts)
+        if tokens:  # the flat rows back into sentences, one row per word
+            cuts = np.cumsum([len(f) for f in inputs.firsts])[:-1]
+            self.soft = SoftTags(inputs, np.split(flat, cuts), distill.temperature)
         else:
-            self.soft = Soft(self._encode((texts, [None] * len(texts))), flat, distill.temperature)
+            self.soft = Soft(inputs, flat, distill.temperature)
 
     def pack(self, result: dict[str, Any]) -> Path:
         """The best head as sources naming the student as their body."""
@@ -446,6 +447,15 @@ class TaskRun:
         return out
 
 
+def _head_model(
+    encoder: BertModel, labels: list[str], reduction: int, tokens: bool
+) -> torch.nn.Module:
+    """An untrained head of either kind on `encoder`, for a saved head's weights to load into."""
+    if tokens:
+        return TokenClassifier(encoder, labels, reduction)
+    return EncoderClassifier(encoder, labels, "adapter", reduction)
+
+
 def _is_head(key: str) -> bool:
     """The trained part of a head model: its adapters and its classifier."""
     return ".adapter." in key or key.startswith("classifier.")
@@ -505,11 +515,7 @@ def rebuild_task_model(source_dir: Path) -> tuple[torch.nn.Module, Any, TaskHead
     encoder, tokenizer = load_student(body)
     labels, reduction = source.labels, source.reduction
     tokens = source.bundle.task == "token-classification"
-    model: torch.nn.Module = (
-        TokenClassifier(encoder, labels, reduction)
-        if tokens
-        else EncoderClassifier(encoder, labels, "adapter", reduction)
-    )
+    model = _head_model(encoder, labels, reduction, tokens)
     head = {k: v.float() for k, v in load_file(str(source_dir / HEAD)).items()}
     missing, unexpected = model.load_state_dict(head, strict=False)
     if unexpected or any(_is_head(k) for k in missing):
