@@ -21,8 +21,9 @@ from app.bundle import load_bundle
 from tests.training.unigram import PIECES, tiny_model
 from training.batches import pad_rows
 from training.cli import main
-from training.compress.config import HeadConfig
+from training.compress.config import CompressConfig, HeadConfig
 from training.compress.distill import (
+    BEST,
     NARROW,
     DistillSettings,
     Projection,
@@ -32,7 +33,9 @@ from training.compress.distill import (
     prediction_loss,
     validate,
 )
+from training.compress.encoders import load_encoder
 from training.compress.head import EncoderClassifier, Soft, _HeadMethod
+from training.compress.pipeline import Pipeline
 from training.compress.surgery import (
     HEAD_LAYOUTS,
     layer_choice,
@@ -340,6 +343,45 @@ def test_task_distillation_teaches_the_students_classifier_the_baselines_topics(
     }  # fmt: skip
     assert (task["hidden"], task["vocabulary"]) == (12, len(PIECES))  # trimmed after it
     assert report(compressed, "vocab")["parameters"] < task["parameters"]
+    assert task["classifier_start"] == "fresh"  # narrower than the teacher, the default start
+
+
+def test_a_narrow_students_task_distillation_can_start_at_the_teachers_topics(
+    compressed: Path,
+) -> None:
+    """`task_start: mapped`: the narrower student's classifier starts as the teacher's read
+    through the map its truncation's distillation learned, and the hidden-state comparison
+    starts at that map: the first validation is exactly that, recomputed here."""
+    config = yaml.safe_load((compressed / "compress.yaml").read_text())
+    config |= {"out": str(compressed / "mapped"), "base": str(compressed / "run")}
+    config |= {"task_start": "mapped"}
+    pipeline = Pipeline(CompressConfig.model_validate(config))
+    pipeline.run(["truncate", "task"])
+    task = json.loads((compressed / "mapped" / "4-task" / "report.json").read_text())
+    assert task["classifier_start"] == "mapped"
+    mapping = torch.load(compressed / "mapped" / "3-truncate" / BEST)["projection.map.weight"]
+    assert not torch.equal(mapping, Projection(12, 24).map.weight)  # learned, not first-k
+    teacher = EncoderClassifier(load_encoder(compressed / "teacher"), TOPICS, "adapter", 16)
+    teacher.load_state_dict(torch.load(task["teacher_head"]["file"]))
+    classifier, projection = torch.nn.Linear(12, 2), Projection(12, 24)
+    with torch.no_grad():
+        classifier.weight.copy_(teacher.classifier.weight @ mapping)
+        classifier.bias.copy_(teacher.classifier.bias)
+        projection.map.weight.copy_(mapping)
+    student = load_encoder(compressed / "mapped" / "3-truncate" / "model")
+    first = validate(
+        student, teacher.encoder.eval(), pipeline.task_ids()[1], pipeline.tokenizer.pad_token_id,
+        report(compressed, "layers")["teacher_layers"], pipeline.config.task_distill, 64,
+        projection, (classifier, teacher.classifier),
+    )  # fmt: skip
+    assert first == task["distillation"]["initial_val"]
+    final = task["distillation"]["final_val"]
+    assert final["val_prediction"] < first["prediction"]
+    with pytest.raises(ValueError, match="start_map"):  # a same-width student has no map
+        distill(
+            encoder(layers=2), encoder(layers=2), [[4, 5]], [[4, 5]], 1, [0, 1],
+            DistillSettings(), compressed / "same-width", start_map=mapping,
+        )  # fmt: skip
 
 
 def test_prediction_loss_is_zero_only_when_the_distributions_agree() -> None:

@@ -90,6 +90,11 @@ class CompressConfig(Settings):
     # task-aware distillation from the fine-tuned uncompressed baseline (None: stage skipped)
     task_distill: DistillSettings | None = None
     task_texts: Count | None = None  # its texts (default: the distillation texts)
+    # a narrower student's classifier at the start of task-aware distillation: `fresh` (random),
+    # or `mapped`: the teacher's classifier read through the map the truncation's distillation
+    # learned (W_teacher · P, the teacher's bias), the map also starting the hidden-state
+    # comparison, so the student starts near the teacher's topics instead of at chance
+    task_start: Literal["fresh", "mapped"] = "fresh"
     # another run of the same language whose layers and prune stages (and head runs) this one
     # reuses: the candidates of one language differ only from the truncation on
     base: UserPath | None = None

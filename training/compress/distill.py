@@ -291,16 +291,28 @@ def distill(
     settings: DistillSettings,
     out: Path,
     heads: Heads | None = None,
+    start_map: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Train `student` in place (and with `heads`, the student's classifier: task-aware
     distillation) on the shared loop, ending with the weights of its best validation loss
     (checked every `checkpoint_every` steps and at each epoch's end, where the loop also
-    checkpoints); returns the report (validation figures before and at the best)."""
+    checkpoints); returns the report (validation figures before and at the best). A narrower
+    student's learned map starts at `start_map` (teacher width × student width) when given,
+    e.g. the one an earlier distillation of the same student learned, else at first-k."""
     out.mkdir(parents=True, exist_ok=True)
     for p in teacher.parameters():
         p.requires_grad_(False)
     student.get_input_embeddings().weight.requires_grad_(False)
     projection = projection_for(student, teacher, settings)
+    if start_map is not None:
+        if projection is None:
+            raise ValueError(
+                "start_map is for a narrower student compared through a learned map "
+                f"(narrow: project); this one is {student.config.hidden_size} wide, "
+                f"narrow: {settings.narrow}"
+            )
+        with torch.no_grad():
+            projection.map.weight.copy_(start_map)
     narrower = student.config.hidden_size < teacher.config.hidden_size
     head, teacher_head = (None, None) if heads is None else heads
     if teacher_head is not None:

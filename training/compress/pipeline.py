@@ -32,7 +32,14 @@ from transformers import AutoTokenizer, BertModel
 
 from training.compress import MODEL_STAGES, SHARED_STAGES, STAGES
 from training.compress.config import CompressConfig, TaskConfig
-from training.compress.distill import distill, ffn_importance, most_important, validate
+from training.compress.distill import (
+    BEST,
+    Projection,
+    distill,
+    ffn_importance,
+    most_important,
+    validate,
+)
 from training.compress.encoders import load_encoder
 from training.compress.head import EncoderClassifier, HeadSettings, train_head
 from training.compress.head import predict as predict_ids
@@ -278,13 +285,25 @@ class Pipeline:
         student = load_encoder(source)
         torch.manual_seed(self.config.seed)  # the classifier's initial weights, when not copied
         classifier = torch.nn.Linear(student.config.hidden_size, len(labels))
-        if student.config.hidden_size == teacher.classifier.in_features:
+        k, width = student.config.hidden_size, teacher.classifier.in_features
+        start, start_map = "fresh", None
+        if k == width:
             classifier.load_state_dict(teacher.classifier.state_dict())
+            start = "copied"
+        elif self.config.task_start == "mapped":
+            mapping = self._truncation_map(k, width)
+            with torch.no_grad():
+                classifier.weight.copy_(teacher.classifier.weight @ mapping)
+                classifier.bias.copy_(teacher.classifier.bias)
+            start = "mapped"
+            start_map = mapping if settings.narrow == "project" else None
         train, val = self.task_ids()
         pad = self.tokenizer.pad_token_id
         chosen = self.report("layers", LayersReport).teacher_layers
         heads = (classifier, teacher.classifier)
-        result = distill(student, teacher.encoder, train, val, pad, chosen, settings, folder, heads)
+        result = distill(
+            student, teacher.encoder, train, val, pad, chosen, settings, folder, heads, start_map
+        )
         if self.main:
             torch.save(classifier.state_dict(), folder / "classifier.pt")
         direct = EncoderClassifier(student, labels, "full")
@@ -309,12 +328,23 @@ class Pipeline:
             },
             "distillation": result,
             "task_texts": len(train),
+            "classifier_start": start,
             "distilled_classifier": {  # the student's own classifier: no label trained it
                 f"{split}_{key}": own[split][key]
                 for split in ("dev", "test")
                 for key in ("accuracy", "macro_f1")
             },
         } | self._save(student, folder)
+
+    def _truncation_map(self, k: int, width: int) -> torch.Tensor:
+        """The map from the student's k dimensions to the teacher's width that the truncation's
+        distillation learned (its best weights), or first-k where it compared without one."""
+        best = found(self.config, "truncate") / BEST
+        if best.is_file():
+            state = torch.load(best, map_location="cpu")
+            if "projection.map.weight" in state:
+                return state["projection.map.weight"]
+        return Projection(k, width).map.weight.detach()
 
     def task_ids(self) -> tuple[list[list[int]], list[list[int]]]:
         """The task distillation's texts: the distillation texts, or `task_texts` of the

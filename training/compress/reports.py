@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -72,6 +72,9 @@ class TaskReport(ModelReport):
     teacher_head: dict[str, Any]  # its file, seed and learning rate
     distillation: dict[str, Any]
     task_texts: int
+    # the student's classifier at the start: the teacher's (same width), the teacher's through
+    # the truncation's learned map (`task_start: mapped`), or fresh; absent in older reports
+    classifier_start: Literal["copied", "mapped", "fresh"] | None = None
     distilled_classifier: dict[str, float]  # the student's own classifier, no label trained it
 
 
