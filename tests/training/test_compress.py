@@ -532,6 +532,28 @@ def test_the_speed_benchmark_times_every_stage_and_breaks_the_student_down(
         assert list(shares.values()) == sorted(shares.values(), reverse=True)
 
 
+def test_the_speed_benchmark_times_the_models_in_turn() -> None:
+    """Each round visits every model once, starting one model later than the round before,
+    so no model is always timed first (or last) when the machine is warm (or busy)."""
+    from types import SimpleNamespace
+
+    from benchmarks import compress_speed
+
+    visits: list[str] = []
+
+    def timing(name: str) -> compress_speed.Timing:
+        run = SimpleNamespace(run=lambda _outputs, feed: visits.append(feed["model"]))
+        feeds = [{"model": name}]
+        return compress_speed.Timing(run, feeds, feeds, texts=4, row={"int8_bytes": 1})
+
+    rows = compress_speed.in_turn({name: timing(name) for name in "abc"}, repeats=3)
+    rounds = ["".join(visits[i : i + 6 : 2]) for i in range(0, 18, 6)]  # batch 1 of each
+    assert rounds == ["abc", "bca", "cab"]
+    assert visits[1::2] == visits[::2]  # batch 32 right after the same model's batch 1
+    assert list(rows) == ["a", "b", "c"]
+    assert all(row["int8_bytes"] == 1 and row["batch32_texts_per_s"] > 0 for row in rows.values())
+
+
 def test_the_speed_benchmark_times_untrained_shapes_beside_the_final_student(
     compressed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
