@@ -35,7 +35,7 @@ from training.compress.distill import (
 )
 from training.compress.encoders import load_encoder
 from training.compress.head import EncoderClassifier, Soft, _HeadMethod
-from training.compress.pipeline import Pipeline
+from training.compress.pipeline import Pipeline, found, from_base
 from training.compress.surgery import (
     HEAD_LAYOUTS,
     layer_choice,
@@ -426,10 +426,41 @@ def test_a_full_width_candidate_reuses_the_base_runs_shared_stages(
     assert "task-aware" not in source["provenance"]["method"]
     with pytest.raises(ValueError, match="cannot leave out"):
         HeadConfig(skip=["vocab"])
-    config |= {"layers": 1}
-    (compressed / "other.yaml").write_text(yaml.safe_dump(config | {"out": str(wide / "x")}))
+    other = config | {"out": str(wide / "x"), "task": config["task"] | {"labels": TOPICS[::-1]}}
+    (compressed / "other.yaml").write_text(yaml.safe_dump(other))
     assert main(["compress", "run", str(compressed / "other.yaml")]) == 2
-    assert "was run with other settings: ['layers']" in capsys.readouterr().err
+    assert "was run with other settings: ['task']" in capsys.readouterr().err
+
+
+def test_a_candidate_of_another_shape_takes_from_its_base_what_it_shares(
+    compressed: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Another FFN width shares the layers stage and the baseline's heads, not the prune
+    stage; another depth shares the baseline's heads only (they teach the task-aware
+    distillation, so both candidates learn from the same teacher)."""
+    config = yaml.safe_load((compressed / "compress.yaml").read_text())
+    config |= {"base": str(compressed / "run"), "ffn": 16}
+    base = compressed / "run"
+    narrow_ffn = CompressConfig.model_validate(config | {"out": str(compressed / "ffn16")})
+    assert from_base(narrow_ffn) == ("uncompressed", "layers")
+    assert found(narrow_ffn, "layers") == base / "1-layers"
+    assert found(narrow_ffn, "prune") == compressed / "ffn16" / "2-prune"
+    shallow = CompressConfig.model_validate(config | {"out": str(compressed / "l1"), "layers": 1})
+    assert from_base(shallow) == ("uncompressed",)
+    assert found(shallow, "layers") == compressed / "l1" / "1-layers"
+    assert from_base(narrow_ffn.model_copy(update={"base": None})) == ()
+    (compressed / "ffn16.yaml").write_text(
+        yaml.safe_dump(config | {"out": str(compressed / "ffn16")})
+    )
+    capsys.readouterr()
+    command = ["compress", "run", str(compressed / "ffn16.yaml"), "--stage", "layers"]
+    assert main([*command, "--stage", "prune"]) == 0
+    out = capsys.readouterr().out
+    assert f"layers: done earlier ({base / '1-layers'}" in out
+    assert "prune: starting" in out
+    pruned = json.loads((compressed / "ffn16" / "2-prune" / "report.json").read_text())
+    assert pruned["ffn"] == 16
+    assert pruned["parameters"] < report(compressed, "prune")["parameters"]
 
 
 def test_trimmed_tokenizer_segments_like_the_original(compressed: Path) -> None:

@@ -14,8 +14,9 @@
 Every stage writes `<out>/<n>-<stage>/` (model directory, `report.json` with parameters, size
 on disk, validation loss and time); a finished stage (its report exists) is skipped, and a
 distillation interrupted mid-way resumes from its checkpoint. A stage that leaves the model
-as it was records `same_as` instead of a second copy. With `base`, the layers and prune stages
-and every head run with the same settings are taken from another run of the language."""
+as it was records `same_as` instead of a second copy. With `base`, another run of the language
+lends what the settings share (`from_base`): the baseline's heads, the layers stage, the prune
+stage, with their head runs."""
 
 from __future__ import annotations
 
@@ -63,11 +64,13 @@ from training.settings_files import validated
 from training.vocab.trim import split_lines, trim_model
 from training.weights.resolve import resolve_model
 
-# the settings a base run must share for its layers and prune stages to be this run's
-BASE_KEYS = (
-    "teacher", "corpus", "max_length", "val_fraction", "max_texts", "layers", "layer_init",
-    "ffn", "importance_texts", "distill", "seed", "task", "head",
-)  # fmt: skip
+# what each result a `base` run can lend depends on: the uncompressed baseline's topic heads,
+# then the shared stages, each needing the settings of the one before it too
+REUSE_KEYS: dict[str, tuple[str, ...]] = {"uncompressed": ("teacher", "max_length", "seed", "task")}
+REUSE_KEYS["layers"] = (*REUSE_KEYS["uncompressed"], "corpus", "val_fraction", "max_texts")
+REUSE_KEYS["layers"] += ("layers", "layer_init", "distill")
+REUSE_KEYS["prune"] = (*REUSE_KEYS["layers"], "ffn", "importance_texts")
+assert tuple(REUSE_KEYS)[1:] == SHARED_STAGES
 
 
 def stage_dir(config: CompressConfig, stage: str) -> Path:
@@ -76,18 +79,22 @@ def stage_dir(config: CompressConfig, stage: str) -> Path:
 
 
 def found(config: CompressConfig, stage: str) -> Path:
-    """The folder holding `stage`'s results: this run's, else (for the layers and prune
-    stages) the base run's."""
+    """The folder holding `stage`'s results: this run's, else (for a shared stage it takes
+    from its base) the base run's."""
     own = stage_dir(config, stage)
-    if (own / REPORT).is_file() or config.base is None or stage not in SHARED_STAGES:
+    if (own / REPORT).is_file() or stage not in from_base(config):
         return own
+    assert config.base is not None
     return config.base / own.name
 
 
-def check_base(config: CompressConfig) -> None:
-    """A base run must exist and share every setting its reused stages depend on."""
+def from_base(config: CompressConfig) -> tuple[str, ...]:
+    """What this run takes from its base run (none without one): the baseline's heads when
+    the teacher, task and head settings match, then each shared stage whose settings match
+    too. A candidate of another depth takes the heads only; one of another FFN width, the
+    heads and the layers stage. A base sharing nothing is refused."""
     if config.base is None:
-        return
+        return ()
     saved = config.base / "compress-config.json"
     if not saved.is_file():
         raise ValueError(f"base {config.base} is not a compression run (no compress-config.json)")
@@ -96,9 +103,10 @@ def check_base(config: CompressConfig) -> None:
     ours = config.to_json()
     for settings in (theirs, ours):  # which stages get heads is each run's own affair
         settings.get("head", {}).pop("skip", None)
-    differing = [key for key in BASE_KEYS if theirs.get(key) != ours.get(key)]
-    if differing:
+    differing = [key for key in (*REUSE_KEYS["prune"], "head") if theirs.get(key) != ours.get(key)]
+    if {"head", *REUSE_KEYS["uncompressed"]} & set(differing):
         raise ValueError(f"base {config.base} was run with other settings: {differing}")
+    return tuple(name for name, keys in REUSE_KEYS.items() if not set(keys) & set(differing))
 
 
 def task_labels(task: TaskConfig) -> list[str]:
@@ -170,7 +178,7 @@ class Pipeline:
         return self._ids[key]
 
     def run(self, stages: list[str] | None = None) -> dict[str, Report]:
-        check_base(self.config)
+        from_base(self.config)  # a base sharing nothing is refused before any work
         self.config.out.mkdir(parents=True, exist_ok=True)
         if self.main:
             (self.config.out / "compress-config.json").write_text(
@@ -496,7 +504,7 @@ class Pipeline:
         head = self.config.head
         settings = HeadSettings(head.kind, reduction, rate, head.batch_size, head.epochs, seed)
         base = self.config.base
-        reused = base is not None and name in ("uncompressed", *SHARED_STAGES)
+        reused = name in from_base(self.config)
         if self.main and not saved.is_file() and reused:
             assert base is not None
             theirs = base / folder.name / saved.relative_to(folder)
