@@ -70,6 +70,15 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
 
+def points(*drops: float) -> str:
+    """Drops from the baseline in words: "1.2 / 3.4 points below", or above where negative."""
+    sides = {d > 0 for d in drops if round(d, 1) != 0}
+    if len(sides) > 1:
+        return " / ".join(f"{-d:+.1f}" for d in drops) + " points against the baseline"
+    side = "above" if sides == {False} else "below"
+    return " / ".join(f"{abs(d):.1f}" for d in drops) + f" points {side} the baseline"
+
+
 def goals(language: str, tables: dict[str, dict[str, Any]]) -> list[str]:
     out: list[str] = []
     base = tables["small"]["rows"]["uncompressed"] if "small" in tables else None
@@ -84,8 +93,8 @@ def goals(language: str, tables: dict[str, dict[str, Any]]) -> list[str]:
         share = row["parameters"] / E5_SMALL
         out.append(
             f"- small: {100 * share:.1f}% of e5-small's parameters (≤ 15%: "
-            f"{verdict(share <= SMALL_SHARE)}); {drop_acc:.1f} / {drop_f1:.1f} points of "
-            f"accuracy / macro-F1 below the baseline (≤ 3: "
+            f"{verdict(share <= SMALL_SHARE)}); accuracy / macro-F1 "
+            f"{points(drop_acc, drop_f1)} (≤ 3 below: "
             f"{verdict(max(drop_acc, drop_f1) <= SMALL_POINTS)}); "
             + (
                 f"{ratio:.2f}× its int8 throughput at batch 32 (≥ 2.5×: "
@@ -102,8 +111,8 @@ def goals(language: str, tables: dict[str, dict[str, Any]]) -> list[str]:
         limit = PAPER_DROP_92[language]
         out.append(
             f"- tiny: {100 * share:.1f}% of the parameters (≤ 8%: "
-            f"{verdict(share <= TINY_SHARE)}); macro-F1 {drop_f1:.1f} points below the "
-            f"baseline (≤ {limit:.1f}, the paper's drop at 92%: {verdict(drop_f1 <= limit)})."
+            f"{verdict(share <= TINY_SHARE)}); macro-F1 {points(drop_f1)} (≤ {limit:.1f} "
+            f"below, the paper's drop at 92%: {verdict(drop_f1 <= limit)})."
         )
     return out
 
