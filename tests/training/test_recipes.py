@@ -82,3 +82,18 @@ def test_the_tasks_table_judges_only_drops_between_equal_budgets() -> None:
     )
     distilled = report(5) | {"distill": {"texts_used": 5000}}
     assert table.verdict(4.0, 3.0, distilled, report(20)) == "missed"
+
+
+def test_the_family_table_says_which_side_of_the_baseline_a_student_is() -> None:
+    """A student above its baseline is not "-0.8 points below" it."""
+    path = RECIPES[0].parent / "compress_family_table.py"
+    spec = importlib.util.spec_from_file_location("compress_family_table", path)
+    assert spec is not None
+    assert spec.loader is not None
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+
+    assert table.points(4.6, 5.3) == "4.6 / 5.3 points below the baseline"
+    assert table.points(-0.8, -0.84) == "0.8 / 0.8 points above the baseline"
+    assert table.points(0.5, -0.3) == "-0.5 / +0.3 points against the baseline"
+    assert table.points(0.02) == "0.0 points from the baseline"

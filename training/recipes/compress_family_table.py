@@ -75,7 +75,7 @@ def points(*drops: float) -> str:
     sides = {d > 0 for d in drops if round(d, 1) != 0}
     if len(sides) > 1:
         return " / ".join(f"{-d:+.1f}" for d in drops) + " points against the baseline"
-    side = "above" if sides == {False} else "below"
+    side = {frozenset({True}): "below", frozenset({False}): "above"}.get(frozenset(sides), "from")
     return " / ".join(f"{abs(d):.1f}" for d in drops) + f" points {side} the baseline"
 
 
