@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -58,16 +59,21 @@ def test_command_line_options_reach_the_settings_they_name() -> None:
         FinetuneConfig.from_command(build_parser().parse_args([*flags, "--lr", "3"]))
 
 
+def recipe_script(name: str) -> ModuleType:
+    """A script of training/recipes (not a package) loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name, RECIPES[0].parent / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_tasks_table_judges_only_drops_between_equal_budgets() -> None:
     """A student head trained for more epochs than its baseline's says nothing about the
     body, so the table names the mismatch instead of calling the goal met or missed; a
     student distilled from the baseline's head is judged against it."""
-    path = RECIPES[0].parent / "tasks_table.py"
-    spec = importlib.util.spec_from_file_location("tasks_table", path)
-    assert spec is not None
-    assert spec.loader is not None
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+    table = recipe_script("tasks_table")
 
     def report(epochs: int | None) -> dict[str, Any]:
         run = {} if epochs is None else {"settings": {"epochs": epochs, "batch_size": 64}}
@@ -86,12 +92,7 @@ def test_the_tasks_table_judges_only_drops_between_equal_budgets() -> None:
 
 def test_the_family_table_says_which_side_of_the_baseline_a_student_is() -> None:
     """A student above its baseline is not "-0.8 points below" it."""
-    path = RECIPES[0].parent / "compress_family_table.py"
-    spec = importlib.util.spec_from_file_location("compress_family_table", path)
-    assert spec is not None
-    assert spec.loader is not None
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+    table = recipe_script("compress_family_table")
 
     assert table.points(4.6, 5.3) == "4.6 / 5.3 points below the baseline"
     assert table.points(-0.8, -0.84) == "0.8 / 0.8 points above the baseline"
