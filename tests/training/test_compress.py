@@ -585,6 +585,60 @@ def test_the_speed_benchmark_times_the_models_in_turn() -> None:
     assert all(row["int8_bytes"] == 1 and row["batch32_texts_per_s"] > 0 for row in rows.values())
 
 
+def test_the_speed_benchmark_reports_the_median_of_whole_runs_and_their_range(
+    compressed: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--runs 2` measures twice, each in a fresh process, and reports per model the median
+    texts/s and ratio (ratios taken within each run) with the ratios' range."""
+    from benchmarks import compress_speed
+
+    def run(uncompressed: float, student: float) -> dict:
+        rows = {"uncompressed": (uncompressed, 1.0), "vocab": (student, student / uncompressed)}
+        return {  # batch 32 twice as fast as batch 1, in every run
+            "onnxruntime_int8": {
+                name: {
+                    "batch1_texts_per_s": speed,
+                    "batch1_vs_uncompressed": round(ratio, 2),
+                    "batch32_texts_per_s": 2 * speed,
+                    "batch32_vs_uncompressed": round(ratio, 2),
+                }
+                for name, (speed, ratio) in rows.items()
+            }
+        }
+
+    result = compress_speed.combined([run(100.0, 240.0), run(110.0, 300.0), run(90.0, 225.0)])
+    student = result["onnxruntime_int8"]["vocab"]
+    assert student["batch1_texts_per_s"] == 240.0  # the median run's, not a mean
+    assert student["batch1_vs_uncompressed"] == 2.5  # median of 2.4, 2.73, 2.5
+    assert student["batch32_range"] == [2.4, 2.73]
+    assert result["runs"] == 3
+    assert [r["vocab"]["batch1_texts_per_s"] for r in result["each_run"]] == [240.0, 300.0, 225.0]
+
+    out = tmp_path / "speed.json"
+    args = [str(compressed / "run"), "--no-engine", "--final-only", "--repeats", "1"]
+    given = ["compress_speed.py", *args, "--runs", "2", "--report", str(out)]
+    monkeypatch.setattr(sys, "argv", given)
+    compress_speed.main()
+    result = json.loads(out.read_text())
+    assert result["runs"] == 2
+    assert list(result["onnxruntime_int8"]) == ["uncompressed", "vocab"]
+    low, high = result["onnxruntime_int8"]["vocab"]["batch32_range"]
+    each = sorted(r["vocab"]["batch32_vs_uncompressed"] for r in result["each_run"])
+    assert each == [low, high]
+    assert "--runs 2" in result["command"]
+    for wrong, problem in (
+        (["--runs", "0"], "--runs must be at least 1, not 0"),
+        (["--runs", "2", "--breakdown"], "--breakdown is one run's analysis"),
+    ):
+        monkeypatch.setattr(sys, "argv", ["compress_speed.py", *args, *wrong])
+        with pytest.raises(SystemExit):
+            compress_speed.main()
+        assert problem in capsys.readouterr().err
+
+
 def test_the_speed_benchmark_times_untrained_shapes_beside_the_final_student(
     compressed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
