@@ -35,7 +35,8 @@ def _run(args: argparse.Namespace) -> int:
 def _tasks(args: argparse.Namespace) -> int:
     from training.compress.tasks import TasksConfig, run_tasks
 
-    config = TasksConfig.from_file(args.config, student=args.student)
+    paths = {key: getattr(args, key) for key in ("student", "out", "sources", "models")}
+    config = TasksConfig.from_file(args.config, **paths)
     emit(run_tasks(config, args.task, args.baseline))
     return 0
 
@@ -71,6 +72,9 @@ def register(commands: Any) -> None:
     )
     tasks.add_argument("--task", action="append", help="only this task (repeatable)")
     tasks.add_argument("--student", type=Path, help="student sources (overrides config)")
+    tasks.add_argument("--out", type=Path, help="head runs and reports (overrides config)")
+    tasks.add_argument("--sources", type=Path, help="where heads are packed (overrides config)")
+    tasks.add_argument("--models", type=Path, help="where bundles are built (overrides config)")
     tasks.add_argument(
         "--baseline",
         action="store_true",
