@@ -461,6 +461,17 @@ def test_a_candidate_of_another_shape_takes_from_its_base_what_it_shares(
     pruned = json.loads((compressed / "ffn16" / "2-prune" / "report.json").read_text())
     assert pruned["ffn"] == 16
     assert pruned["parameters"] < report(compressed, "prune")["parameters"]
+    # a variant of that candidate (here: without task-aware distillation) based on it reaches
+    # the layers stage it borrowed from its own base, and takes its prune stage
+    variant = CompressConfig.model_validate(
+        config | {"out": str(compressed / "ffn16-variant"), "base": str(compressed / "ffn16")}
+    )
+    assert from_base(variant) == ("uncompressed", "layers", "prune")
+    assert found(variant, "layers") == base / "1-layers"
+    assert found(variant, "prune") == compressed / "ffn16" / "2-prune"
+    missing = variant.model_copy(update={"base": compressed / "nowhere"})
+    with pytest.raises(ValueError, match="is not a compression run"):
+        found(missing, "layers")
 
 
 def test_trimmed_tokenizer_segments_like_the_original(compressed: Path) -> None:
@@ -536,6 +547,25 @@ def test_the_results_table_joins_stage_heads_and_speed_reports(
     assert "400 (10.00×)" in printed
     assert main(["compress", "table", str(tmp_path), "--out", str(out)]) == 2
     assert "is not a compression run" in capsys.readouterr().err
+    # a candidate based on a candidate based on the run: its table reaches the shared stages
+    # through both, and its final student, whose bundle stays under the run, is not served
+    settings = json.loads((compressed / "run" / "compress-config.json").read_text())
+    base = compressed / "run"
+    for name in ("candidate", "variant"):
+        run = tmp_path / name
+        (run / "5-vocab").mkdir(parents=True)
+        bundle = settings["bundle"] | {"out": str(run / "bundle")}
+        config = settings | {"out": str(run), "base": str(base), "bundle": bundle}
+        (run / "compress-config.json").write_text(json.dumps(config))
+        base = run
+    for stage in ("5-vocab", "6-heads"):
+        (base / stage).mkdir(exist_ok=True)
+        shutil.copyfile(compressed / "run" / stage / "report.json", base / stage / "report.json")
+    assert main(["compress", "table", str(base), "--out", str(tmp_path / "variant-table")]) == 0
+    printed = capsys.readouterr().out
+    assert "\n| 1 layers |" in printed
+    assert "\n| 2 prune |" in printed
+    assert "| 5 vocab (final, not served) | 2 × 12, FFN 32 |" in printed
 
 
 def test_the_speed_benchmark_times_every_stage_and_breaks_the_student_down(

