@@ -472,6 +472,9 @@ def test_a_candidate_of_another_shape_takes_from_its_base_what_it_shares(
     missing = variant.model_copy(update={"base": compressed / "nowhere"})
     with pytest.raises(ValueError, match="is not a compression run"):
         found(missing, "layers")
+    itself = narrow_ffn.model_copy(update={"base": compressed / "ffn16"})  # its own base
+    with pytest.raises(ValueError, match="lead back to"):
+        found(itself, "layers")
 
 
 def test_trimmed_tokenizer_segments_like_the_original(compressed: Path) -> None:
@@ -566,6 +569,10 @@ def test_the_results_table_joins_stage_heads_and_speed_reports(
     assert "\n| 1 layers |" in printed
     assert "\n| 2 prune |" in printed
     assert "| 5 vocab (final, not served) | 2 × 12, FFN 32 |" in printed
+    looped = json.loads((base / "compress-config.json").read_text()) | {"base": str(base)}
+    (base / "compress-config.json").write_text(json.dumps(looped))
+    assert main(["compress", "table", str(base), "--out", str(tmp_path / "looped")]) == 2
+    assert "lead back to" in capsys.readouterr().err
 
 
 def test_the_speed_benchmark_times_every_stage_and_breaks_the_student_down(

@@ -83,9 +83,14 @@ def found(config: CompressConfig, stage: str) -> Path:
     from its base) the base run's, or where that run found it: a candidate based on a
     candidate reaches the stages the first one borrowed."""
     own = stage_dir(config, stage)
-    if (own / REPORT).is_file() or stage not in from_base(config):
-        return own
-    return found(base_config(config), stage)
+    seen = {config.out.resolve()}
+    while not (own / REPORT).is_file() and stage in from_base(config):
+        config = base_config(config)
+        if config.out.resolve() in seen:
+            raise ValueError(f"the bases of this run lead back to {config.out}")
+        seen.add(config.out.resolve())
+        own = stage_dir(config, stage)
+    return own
 
 
 def base_config(config: CompressConfig) -> CompressConfig:

@@ -31,6 +31,8 @@ def _runs(run: Path) -> list[Path]:
     """The run, then its base, that one's base...: where its shared stages are found."""
     chain = [run]
     while base := json.loads((chain[-1] / "compress-config.json").read_text()).get("base"):
+        if Path(base).resolve() in {r.resolve() for r in chain}:
+            raise ValueError(f"the bases of {run} lead back to {base}")
         chain.append(Path(base))
     return chain
 
