@@ -118,18 +118,38 @@ def write_sources(
     (source_dir / SOURCE).write_text(text + "\n", encoding="utf-8")
 
 
+# source.json's fields that record where a model goes and how it was made and scored
+RECORD_FIELDS = ("bundle", "provenance", "evaluation", "reference")
+
+
+def _hash_files(total: Any, source_dir: Path, leave_out: str | None = None) -> None:
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"model sources {source_dir} do not exist")
+    for path in sorted(p for p in source_dir.rglob("*") if p.is_file() and p.name != leave_out):
+        total.update(str(path.relative_to(source_dir)).encode() + b"\0")
+        total.update(hashlib.sha256(path.read_bytes()).digest())
+
+
 def digest(source_dir: Path) -> str:
     """One sha256 over every file of the sources (names and contents), and of the sources of
     the body they name (a task head's bundle is stale when its student changes too)."""
-    if not source_dir.is_dir():
-        raise FileNotFoundError(f"model sources {source_dir} do not exist")
     total = hashlib.sha256()
-    for path in sorted(p for p in source_dir.rglob("*") if p.is_file()):
-        total.update(str(path.relative_to(source_dir)).encode() + b"\0")
-        total.update(hashlib.sha256(path.read_bytes()).digest())
+    _hash_files(total, source_dir)
     body = json.loads((source_dir / SOURCE).read_text()).get("body")
     if body:
         total.update(b"body\0" + digest(source_dir / body).encode())
+    return total.hexdigest()
+
+
+def body_digest(source_dir: Path) -> str:
+    """What a head trained on a student depends on: its files, and source.json without the
+    record fields. A candidate student moved into `models/sources` (its bundle paths
+    rewritten) so keeps the heads trained on it where it was made."""
+    total = hashlib.sha256()
+    _hash_files(total, source_dir, leave_out=SOURCE)
+    fields = json.loads((source_dir / SOURCE).read_text())
+    kept = {key: value for key, value in fields.items() if key not in RECORD_FIELDS}
+    total.update(json.dumps(kept, sort_keys=True).encode())
     return total.hexdigest()
 
 

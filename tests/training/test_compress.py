@@ -53,7 +53,7 @@ from training.compress.tagger import (
     words_of,
 )
 from training.loop import CHECKPOINT
-from training.sources import digest
+from training.sources import body_digest
 
 WORDS = ["xin", "chào", "bạn"]  # the language's text never uses "▁hello" or "▁world"
 TOPICS = ["greeting", "people"]
@@ -882,14 +882,23 @@ def test_task_heads_of_another_student_are_trained_again_not_reused(
     task_heads: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """A finished seed is reused only for the same student sources and settings: a new
-    student under the same name gets heads of its own."""
+    student under the same name gets heads of its own; the same student with its record
+    rewritten (moved into place: where its bundle goes, how it scored) keeps them."""
     config = str(task_heads / "tasks.yaml")
+    body = task_heads / "models" / "sources" / "vi-topic"
+    record = (body / "source.json").read_text()
+    moved = json.loads(record)
+    moved["bundle"] |= {"out": "elsewhere/vi-topic", "sources": "elsewhere/sources/vi-topic"}
+    moved["evaluation"] = []
+    (body / "source.json").write_text(json.dumps(moved))
     capsys.readouterr()
-    assert main(["compress", "tasks", config, "--task", "sentiment"]) == 0
+    try:
+        assert main(["compress", "tasks", config, "--task", "sentiment"]) == 0
+    finally:
+        (body / "source.json").write_text(record)
     out = capsys.readouterr().out
     assert out.count("done earlier") == 3  # the two rates' first seed, then seed 2
     assert "another body" not in out
-    body = task_heads / "models" / "sources" / "vi-topic"
     (body / "note.txt").write_text("another student")
     try:
         assert main(["compress", "tasks", config, "--task", "sentiment"]) == 0
@@ -901,7 +910,7 @@ def test_task_heads_of_another_student_are_trained_again_not_reused(
     saved = json.loads(
         (task_heads / "tasks" / "sentiment" / "runs" / "seed1-lr0.01.json").read_text()
     )
-    assert saved["encoder_id"] != digest(body)  # trained on the body with the note
+    assert saved["encoder_id"] != body_digest(body)  # trained on the body with the note
 
 
 def test_a_head_distils_its_teacher_on_the_unlabeled_rows_only() -> None:

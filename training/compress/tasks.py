@@ -51,7 +51,7 @@ from training.data import read_table
 from training.evaluate.metrics import scores
 from training.loop import processes
 from training.settings_files import Settings
-from training.sources import TaskHeadSources, digest, read_sources, write_sources
+from training.sources import TaskHeadSources, body_digest, read_sources, write_sources
 from training.weights.rows import fp16
 
 HEAD = "head.safetensors"  # the task head: adapters and classifier (the body is the student)
@@ -481,8 +481,10 @@ def run_tasks(
         if config.baseline is None:
             raise ValueError("--baseline: the configuration names no baseline model")
         encoder = (config.baseline, config.baseline, *load_baseline(config.baseline))
-    else:  # the student's sources, to the byte: heads of another student are not reused
-        encoder = (config.student.name, digest(config.student), *load_student(config.student))
+    else:  # the student's sources, to the byte but for where it goes and how it scored:
+        # heads of another student are not reused
+        student = config.student
+        encoder = (student.name, body_digest(student), *load_student(student))
     summary = {}
     for task in only or list(config.tasks):
         folder = config.out / "baseline" / task if baseline else config.out / task
