@@ -27,13 +27,26 @@ NAMES = {
     "tiny": "tiny",
     # the tiny student without task-aware distillation: served instead of `tiny` where
     # reports/compress/RULE.md (rule 3) drops that stage
-    "tiny-notask": "tiny, no task-aware distillation (served)",
+    "tiny-notask": "tiny, no task-aware distillation",
     # a faster candidate for the default slot (RULE.md, amendment of 2026-12-06), with and
     # without task-aware distillation (the second where rule 3 drops it)
     "fast": "faster candidate (FFN 768)",
     "fast-notask": "faster candidate (FFN 768), no task-aware distillation",
     "first-family/table": "first family (v0.1)",
 }
+# in tables made before `compress table` recorded `served`: a candidate the rule (RULE.md,
+# rule 3) served instead of the family's own student
+SERVED_INSTEAD = {"tiny-notask": "tiny"}
+
+
+def served(name: str, tables: dict[str, dict[str, Any]]) -> bool:
+    """Whether a table's final student is served: its `served` field, else (tables made before
+    `compress table` recorded it) the small and tiny students, or the candidate served instead."""
+    table = tables[name]
+    if "served" in table:
+        return bool(table["served"])
+    replaced = {SERVED_INSTEAD[other] for other in tables if other in SERVED_INSTEAD}
+    return name in {"small", "tiny", *SERVED_INSTEAD} and name not in replaced
 
 
 def final(table: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +157,8 @@ def family(language: str, folder: Path) -> str:
     rows.append(line("e5-small (uncompressed)", first["rows"]["uncompressed"]))
     for name in NAMES:
         if name in tables:
-            rows.append(line(NAMES[name], final(tables[name])))
+            label = NAMES[name] + (" (served)" if served(name, tables) else "")
+            rows.append(line(label, final(tables[name])))
     notes = []
     if language in PAPER_DROP_85:
         notes.append(
