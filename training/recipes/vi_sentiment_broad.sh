@@ -7,10 +7,11 @@
 # adaptation on vi-unlabeled). Reads no Vietnamese sentiment label; the candidate it serves
 # is chosen by reports/kda/vi-broad/RULE.md, fixed before any evaluation set is scored.
 #   training/recipes/vi_sentiment_broad.sh [DATA_ROOT]
-# About 4 hours on 2 CPU cores (teacher 80 min, pair labels 10, KDA about 75, adaptation 50,
-# choice 10). Needs the first path's normalised student (runs/bundles/vi-sentiment-lower, from
-# vi_sentiment_adapt.sh) and the served bundle (models/vi-sentiment, `make serve`). Every step resumes from its checkpoint or is skipped when done, so a stopped
-# run is continued by running it again.
+# About 4 hours on 2 CPU cores (teacher 45 min, pair labels 10, KDA about 70, probe 25,
+# adaptation 70, choice 20). Needs the served bundle (models/vi-sentiment, `make serve`); the
+# first path's normalised student (runs/bundles/vi-sentiment-lower) is rebuilt from its
+# committed sources when missing. Every step resumes from its checkpoint or is skipped when
+# done, so a stopped run is continued by running it again.
 set -euo pipefail
 data=${1:-../shared/data}
 work=runs/broad
@@ -43,6 +44,22 @@ python3 -m training kda pack runs/kda-vi-broad --out "$work/sources/vi-sentiment
     --reference "$data/parallel-en-vi/tatoeba.tsv:vi" --bundle-from training/recipes/kda-vi-broad.yaml
 python3 -m training build "$work/sources/vi-sentiment-kda" \
     --out "$work/bundles/vi-sentiment-kda" --record
+
+# the first path's KDA student as first released (b6d0c31: its sources before the adapted
+# student replaced them), read as vi_sentiment_adapt.sh's step 1 reads it: NFC, lowercase
+first=runs/bundles/vi-sentiment-lower
+if [ ! -f "$first/manifest.json" ]; then
+    rm -rf runs/sources/vi-sentiment-first && mkdir -p runs/sources/vi-sentiment-first
+    git archive b6d0c31 models/sources/vi-sentiment \
+        | tar -x --strip-components=3 -C runs/sources/vi-sentiment-first
+    python3 - runs/sources/vi-sentiment-first/source.json <<'PY'
+import json, sys
+source = json.loads(open(sys.argv[1]).read())
+source["preprocessing"] = {"lowercase": True, "unicode_normalization": "NFC"}
+open(sys.argv[1], "w").write(json.dumps(source, indent=2, ensure_ascii=False))
+PY
+    python3 -m training build runs/sources/vi-sentiment-first --out "$first" --record
+fi
 
 # 3. the served model's label-free steps on this student (the probe run is shared)
 SOURCES=$work/sources/vi-sentiment-kda PROBE=runs/probe-e5 REPORTS=$reports ROUNDS=1 \
