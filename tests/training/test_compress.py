@@ -44,6 +44,7 @@ from training.compress.surgery import (
     reduce_layers,
     truncate_hidden,
 )
+from training.compress.table import served
 from training.compress.tagger import (
     IGNORE,
     Encoded,
@@ -1086,3 +1087,12 @@ def test_int8_row_sources_halve_the_student_and_rebuild_its_figures(
     fp16 = (compressed / "models" / "sources" / "vi-topic" / "model.safetensors").stat().st_size
     assert (tmp_path / "sources" / "model.safetensors").stat().st_size < fp16
     assert main(["build", str(tmp_path / "sources"), "--out", str(tmp_path / "again")]) == 0
+
+
+def test_the_family_table_marks_the_students_that_are_served() -> None:
+    """A table's `served` field decides; tables made before it was recorded fall back to the
+    small and tiny students, or the candidate a rule served in the tiny one's place."""
+    admitted = {"small": {"served": False}, "fast-notask": {"served": True}, "tiny": {}}
+    assert [n for n in admitted if served(n, admitted)] == ["fast-notask", "tiny"]
+    older = {"small": {}, "tiny": {}, "tiny-notask": {}, "first-family/table": {}}
+    assert [n for n in older if served(n, older)] == ["small", "tiny-notask"]

@@ -126,14 +126,3 @@ def test_the_family_table_checks_the_faster_candidate_against_the_default_slots_
     assert lines[1].startswith("- faster candidate (FFN 768), no task-aware distillation: 13.6%")
     assert "2.4 / 2.8 points below the baseline (≤ 3 below: **met**)" in lines[1]
     assert "(≥ 2.5×: **met**)" in lines[1]
-
-
-def test_the_family_table_marks_the_students_that_are_served() -> None:
-    """A table's `served` field decides; tables made before it was recorded fall back to the
-    small and tiny students, or the candidate a rule served in the tiny one's place."""
-    table = recipe_script("compress_family_table")
-
-    admitted = {"small": {"served": False}, "fast-notask": {"served": True}, "tiny": {}}
-    assert [n for n in admitted if table.served(n, admitted)] == ["fast-notask", "tiny"]
-    older = {"small": {}, "tiny": {}, "tiny-notask": {}, "first-family/table": {}}
-    assert [n for n in older if table.served(n, older)] == ["small", "tiny-notask"]

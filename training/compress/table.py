@@ -122,6 +122,22 @@ def collect(run: Path, speed: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
+# in tables made before `served` was recorded: a candidate the rule (reports/compress/RULE.md,
+# rule 3) served instead of the family's own student
+SERVED_INSTEAD = {"tiny-notask": "tiny"}
+
+
+def served(name: str, tables: dict[str, dict[str, Any]]) -> bool:
+    """Whether the final student of `tables[name]` (one language's tables, by file stem) is
+    served: its `served` field, else (tables made before it was recorded) the small and tiny
+    students, or the candidate served instead of one."""
+    table = tables[name]
+    if "served" in table:
+        return bool(table["served"])
+    replaced = {SERVED_INSTEAD[other] for other in tables if other in SERVED_INSTEAD}
+    return name in {"small", "tiny", *SERVED_INSTEAD} and name not in replaced
+
+
 def markdown(results: dict[str, Any]) -> str:
     header = (
         "| model | layers × hidden, FFN | vocabulary | parameters | fp32 / int8 ONNX (MB) "

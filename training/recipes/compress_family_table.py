@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from training.compress.table import served
+
 E5_SMALL = 117_511_680  # multilingual-e5-small's parameters (reports' "uncompressed" row)
 SMALL_SHARE, SMALL_POINTS, SMALL_SPEEDUP = 0.15, 3.0, 2.5
 TINY_SHARE = 0.08
@@ -34,19 +36,6 @@ NAMES = {
     "fast-notask": "faster candidate (FFN 768), no task-aware distillation",
     "first-family/table": "first family (v0.1)",
 }
-# in tables made before `compress table` recorded `served`: a candidate the rule (RULE.md,
-# rule 3) served instead of the family's own student
-SERVED_INSTEAD = {"tiny-notask": "tiny"}
-
-
-def served(name: str, tables: dict[str, dict[str, Any]]) -> bool:
-    """Whether a table's final student is served: its `served` field, else (tables made before
-    `compress table` recorded it) the small and tiny students, or the candidate served instead."""
-    table = tables[name]
-    if "served" in table:
-        return bool(table["served"])
-    replaced = {SERVED_INSTEAD[other] for other in tables if other in SERVED_INSTEAD}
-    return name in {"small", "tiny", *SERVED_INSTEAD} and name not in replaced
 
 
 def final(table: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from training.compress.table import served
+
 # The paper's Table 1 (XLM-R-base, TC macro-F1, mean of 3 seeds): share of parameters kept
 # and the drop from Base-[mt, sk, sw] (84.96, 86.23, 87.52). It has no Vietnamese.
 PAPER_BASE = {"mt": 84.96, "sk": 86.23, "sw": 87.52}
@@ -41,8 +43,6 @@ TABLES = {
     "fast": "faster (384, FFN 768)",
     "fast-notask": "faster, no task-aware distillation",
 }
-# a candidate the rule (reports/compress/RULE.md, rule 3) served instead of another
-SERVED_INSTEAD = {"tiny-notask": "tiny"}
 
 
 def points(table: dict[str, Any], name: str, serves: bool) -> list[tuple[str, float, float, bool]]:
@@ -78,18 +78,14 @@ def plot(language: str, folder: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(8, 5))
     found: list[tuple[str, float, float, bool]] = []
-    replaced = {SERVED_INSTEAD[name] for name in tables if name in SERVED_INSTEAD}
     for name, table in tables.items():
-        # tables made since `compress table` records it say whether their student is served
-        older = name not in replaced and (name != "first-family/table" or "small" not in tables)
-        serves = table.get("served", older)
-        mine = points(table, TABLES[name], serves)
+        mine = points(table, TABLES[name], served(name, tables))
         found += mine
         ax.scatter([100 * p[1] for p in mine], [p[2] for p in mine], label=TABLES[name])
-        for label, share, drop, served in mine:
+        for label, share, drop, starred in mine:
             ax.annotate(label.split(": ")[1], (100 * share, drop), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")  # fmt: skip
-            if served:
+            if starred:
                 ax.scatter([100 * share], [drop], marker="*", s=220, facecolors="none",
                            edgecolors="black")  # fmt: skip
     edge = frontier(found)
