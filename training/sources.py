@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -122,19 +122,22 @@ def write_sources(
 RECORD_FIELDS = ("bundle", "provenance", "evaluation", "reference")
 
 
-def _hash_files(total: Any, source_dir: Path, leave_out: str | None = None) -> None:
+def _file_chunks(source_dir: Path, leave_out: str | None = None) -> Iterator[bytes]:
+    """What a digest takes from each file of the sources, in a fixed order: its name, then
+    its contents' sha256."""
     if not source_dir.is_dir():
         raise FileNotFoundError(f"model sources {source_dir} do not exist")
     for path in sorted(p for p in source_dir.rglob("*") if p.is_file() and p.name != leave_out):
-        total.update(str(path.relative_to(source_dir)).encode() + b"\0")
-        total.update(hashlib.sha256(path.read_bytes()).digest())
+        yield str(path.relative_to(source_dir)).encode() + b"\0"
+        yield hashlib.sha256(path.read_bytes()).digest()
 
 
 def digest(source_dir: Path) -> str:
     """One sha256 over every file of the sources (names and contents), and of the sources of
     the body they name (a task head's bundle is stale when its student changes too)."""
     total = hashlib.sha256()
-    _hash_files(total, source_dir)
+    for chunk in _file_chunks(source_dir):
+        total.update(chunk)
     body = json.loads((source_dir / SOURCE).read_text()).get("body")
     if body:
         total.update(b"body\0" + digest(source_dir / body).encode())
@@ -146,7 +149,8 @@ def body_digest(source_dir: Path) -> str:
     record fields. A candidate student moved into `models/sources` (its bundle paths
     rewritten) so keeps the heads trained on it where it was made."""
     total = hashlib.sha256()
-    _hash_files(total, source_dir, leave_out=SOURCE)
+    for chunk in _file_chunks(source_dir, leave_out=SOURCE):
+        total.update(chunk)
     fields = json.loads((source_dir / SOURCE).read_text())
     kept = {key: value for key, value in fields.items() if key not in RECORD_FIELDS}
     total.update(json.dumps(kept, sort_keys=True).encode())
