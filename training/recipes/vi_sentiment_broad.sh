@@ -77,3 +77,19 @@ print(min(models, key=lambda m: models[m]["heldout_cross_entropy"]))' "$reports/
 echo "this path's pick: $pick"
 python3 -m training ensemble heldout --labels "$work/vi-ensemble-joint" \
     --models models/vi-sentiment "$pick" --report "$reports/choice-joint.json"
+
+# 5. only now, with both choices written: every candidate, the probe and the ensembles scored
+#    once on the evaluation sets (fp32), the losers too (README "The Vietnamese sentiment model")
+sets=("$data/vi-sentiment/vsfc.csv" "$data/vi-sentiment/viocd.csv" "$data/vi-sentiment/vlsp.csv")
+for name in lower balanced em adapt-1; do
+    python3 -m training evaluate --model "$work/bundles/vi-sentiment-$name" --data "${sets[@]}" \
+        --report "$reports/eval-$name.json"
+done
+python3 -m training ensemble evaluate --labels "$work/vi-ensemble" --data "${sets[@]}" \
+    --report "$reports/eval-ensemble-balanced.json"
+python3 -m training ensemble evaluate --labels "$work/vi-ensemble-em" --data "${sets[@]}" \
+    --report "$reports/eval-ensemble-em.json"
+python3 -m training ensemble evaluate --labels "$work/vi-ensemble-joint" --data "${sets[@]}" \
+    --report "$reports/eval-ensemble-joint.json"
+python3 -m training probe evaluate runs/probe-e5 --data "${sets[@]}" \
+    --report "$reports/eval-probe.json"
