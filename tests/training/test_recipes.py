@@ -1,9 +1,11 @@
-"""Every committed recipe configuration parses with the model of the command it is for, so a
-renamed or removed setting cannot leave a recipe that fails only when someone runs it."""
+"""Every committed recipe configuration parses with the model of the command it is for, and
+every recipe script with bash, so a renamed or removed setting (or a stray quote) cannot leave
+a recipe that fails only when someone runs it, hours into a long run."""
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,7 +20,9 @@ from training.kda.config import KDAConfig
 from training.probe.config import ProbeConfig
 from training.settings_files import Settings
 
-RECIPES = sorted((Path(__file__).resolve().parents[2] / "training" / "recipes").glob("*.yaml"))
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "training" / "recipes"
+RECIPES = sorted(RECIPE_DIR.glob("*.yaml"))
+SCRIPTS = sorted(RECIPE_DIR.glob("*.sh"))
 MODELS: dict[str, type[Settings]] = {  # by the recipe's name: what reads it
     "compress-": CompressConfig,
     "tasks-": TasksConfig,
@@ -34,6 +38,14 @@ def test_every_recipe_parses(recipe: Path) -> None:
     model = next((m for prefix, m in MODELS.items() if recipe.name.startswith(prefix)), None)
     assert model is not None, f"{recipe.name}: no configuration model is known for it"
     model.from_file(recipe)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_every_recipe_script_parses(script: Path) -> None:
+    """`bash -n` reads the whole script without running it: a syntax error deep in a recipe
+    otherwise shows only when a run reaches it."""
+    checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_command_line_options_reach_the_settings_they_name() -> None:

@@ -12,7 +12,7 @@ set -euo pipefail
 data=${1:-../shared/data}
 work=${2:-runs}
 rounds=${ROUNDS:-2}
-sources=${SOURCES:?SOURCES: the KDA student's packed sources}
+sources=${SOURCES:?"SOURCES: the KDA student's packed sources"}
 probe=${PROBE:-$work/probe-e5}
 unlabeled=("$data"/vi-unlabeled/*.txt)
 reports=${REPORTS:-reports/kda/vi-adapt}
