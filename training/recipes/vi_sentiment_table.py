@@ -44,6 +44,11 @@ def fits(path: Path) -> dict[str, dict[str, float]]:
     return json.loads(path.read_text())["models"] if path.is_file() else {}
 
 
+def fit_of(found: dict[str, dict[str, float]], key: str) -> dict[str, float] | None:
+    """The fit of the candidate bundle `vi-sentiment-<key>`, wherever its run put it."""
+    return next((v for k, v in found.items() if k.endswith(f"vi-sentiment-{key}")), None)
+
+
 def main(folder: Path) -> None:
     rows = ROWS.get(folder.resolve().name)
     if rows is None:
@@ -60,9 +65,9 @@ def main(folder: Path) -> None:
         cells = [f"{results[s]['accuracy']:.3f} / {results[s]['macro_f1']:.3f}" for s in SETS]
         acc = sum(results[s]["accuracy"] for s in SETS) / 3
         f1 = sum(results[s]["macro_f1"] for s in SETS) / 3
-        fit = next((v for k, v in choice.items() if k.endswith(f"vi-sentiment-{key}")), None)
+        fit = fit_of(choice, key)
         held = f"{fit['heldout_cross_entropy']:.4f}" if fit else ""
-        against = next((v for k, v in joint.items() if k.endswith(f"vi-sentiment-{key}")), None)
+        against = fit_of(joint, key)
         if against:  # the family's pick, measured against the served model (rule 2)
             held += f" (joint: {against['heldout_cross_entropy']:.4f})"
         print(f"| {name} | {' | '.join(cells)} | {acc:.3f} / {f1:.3f} | {held} |")
