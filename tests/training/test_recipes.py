@@ -5,6 +5,7 @@ a recipe that fails only when someone runs it, hours into a long run."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -138,3 +139,21 @@ def test_the_family_table_checks_the_faster_candidate_against_the_default_slots_
     assert lines[1].startswith("- faster candidate (FFN 768), no task-aware distillation: 13.6%")
     assert "2.4 / 2.8 points below the baseline (≤ 3 below: **met**)" in lines[1]
     assert "(≥ 2.5×: **met**)" in lines[1]
+
+
+def test_source_fields_replace_only_the_keys_given(tmp_path: Path) -> None:
+    """The variants of one student differ in the fields set; every other key is kept."""
+    script = recipe_script("source_fields")
+    (tmp_path / "source.json").write_text('{"name": "vi-sentiment", "logit_shift": [0, 0, 0]}')
+    script.main(
+        [str(tmp_path), '{"logit_shift": [0.5, 0, -0.5], "preprocessing": {"lowercase": true}}']
+    )
+    assert json.loads((tmp_path / "source.json").read_text()) == {
+        "name": "vi-sentiment",
+        "logit_shift": [0.5, 0, -0.5],
+        "preprocessing": {"lowercase": True},
+    }
+    with pytest.raises(SystemExit, match="JSON object"):
+        script.main([str(tmp_path), "[1, 2]"])
+    with pytest.raises(SystemExit, match=r"no source\.json"):
+        script.main([str(tmp_path / "missing"), "{}"])

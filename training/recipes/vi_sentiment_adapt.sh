@@ -20,12 +20,7 @@ mkdir -p "$work/sources" "$work/bundles" "$reports"
 
 sources_with() {  # NEW_DIR FROM_DIR JSON_FIELDS: a copy of committed sources with fields set
     rm -rf "$1"; cp -r "$2" "$1"
-    python3 - "$1/source.json" "$3" <<'PY'
-import json, sys
-path, fields = sys.argv[1], json.loads(sys.argv[2])
-source = json.loads(open(path).read()) | fields
-open(path, "w").write(json.dumps(source, indent=2, ensure_ascii=False))
-PY
+    python3 training/recipes/source_fields.py "$1" "$3"
 }
 
 # 1. the teacher's normalisation on the Vietnamese side (NFC, lowercase), nothing retrained

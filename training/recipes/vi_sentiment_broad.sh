@@ -7,11 +7,12 @@
 # adaptation on vi-unlabeled). Reads no Vietnamese sentiment label; the candidate it serves
 # is chosen by reports/kda/vi-broad/RULE.md, fixed before any evaluation set is scored.
 #   training/recipes/vi_sentiment_broad.sh [DATA_ROOT]
-# About 4 hours on 2 CPU cores (teacher 45 min, pair labels 10, KDA about 70, probe 25,
-# adaptation 70, choice 20). Needs the served bundle (models/vi-sentiment, `make serve`); the
-# first path's normalised student (runs/bundles/vi-sentiment-lower) is rebuilt from its
-# committed sources when missing. Every step resumes from its checkpoint or is skipped when
-# done, so a stopped run is continued by running it again.
+# About 3 h 30 min on 2 CPU cores (teacher 36 min, pair labels 4, KDA about 75, probe 25,
+# ensemble labels 15, adaptation 30, joint ensemble and choices 10, scoring 5). Needs the
+# served bundle (models/vi-sentiment, `make serve`); the first path's normalised student
+# (runs/bundles/vi-sentiment-lower) is rebuilt from its committed sources when missing (from
+# the repository's history: a full clone, not a shallow one). Every step resumes from its
+# checkpoint or is skipped when done, so a stopped run is continued by running it again.
 set -euo pipefail
 data=${1:-../shared/data}
 work=runs/broad
@@ -52,12 +53,8 @@ if [ ! -f "$first/manifest.json" ]; then
     rm -rf runs/sources/vi-sentiment-first && mkdir -p runs/sources/vi-sentiment-first
     git archive b6d0c31 models/sources/vi-sentiment \
         | tar -x --strip-components=3 -C runs/sources/vi-sentiment-first
-    python3 - runs/sources/vi-sentiment-first/source.json <<'PY'
-import json, sys
-source = json.loads(open(sys.argv[1]).read())
-source["preprocessing"] = {"lowercase": True, "unicode_normalization": "NFC"}
-open(sys.argv[1], "w").write(json.dumps(source, indent=2, ensure_ascii=False))
-PY
+    python3 training/recipes/source_fields.py runs/sources/vi-sentiment-first \
+        '{"preprocessing": {"lowercase": true, "unicode_normalization": "NFC"}}'
     python3 -m training build runs/sources/vi-sentiment-first --out "$first" --record
 fi
 
