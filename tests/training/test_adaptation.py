@@ -167,6 +167,47 @@ def test_adaptation_end_to_end(packed: Path, tmp_path: Path) -> None:  # noqa: F
     assert main(["build", str(sources), "--out", str(tmp_path / "again")]) == 0
 
 
+def test_adaptation_mixes_in_the_kda_runs_training_pairs(packed: Path, tmp_path: Path) -> None:  # noqa: F811
+    """`pairs` adds the KDA run's own training pairs (target side, the teacher's cached soft
+    labels; not its held-out pairs) to the unlabeled texts; the held-out check is unchanged."""
+    from training.kda.pipeline import training_pairs
+
+    texts, probs, names = training_pairs(packed / "run")
+    kda = json.loads((packed / "run" / "kda-report.json").read_text())
+    assert len(texts) == len(probs) == kda["train_pairs"]
+    cached = np.load(packed / "run" / "pseudo-labels.npz")["probs"]
+    pairs = (packed / "pairs.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    targets = [line.split("\t")[1] for line in pairs]
+    for text, row in zip(texts, probs, strict=True):  # each pair with the teacher's own label
+        same = cached[[i for i, target in enumerate(targets) if target == text]]
+        assert (same == row).all(axis=1).any()
+    assert len(names) == 3
+
+    labels = tmp_path / "ensemble"
+    assert main(["ensemble", "label", "--members", str(packed / "models" / "vi-toy"),
+                 "--texts", str(unlabeled(tmp_path)), "--out", str(labels),
+                 "--heldout", "0.2"]) == 0  # fmt: skip
+    config = {"sources": str(packed / "src"), "labels": str(labels), "epochs": 1,
+              "batch_size": 16, "max_length": 32, "threads": 1}  # fmt: skip
+    reports = {}
+    for name, extra in (("plain", {}), ("mixed", {"pairs": str(packed / "run")})):
+        config_file = tmp_path / f"{name}.yaml"
+        config_file.write_text(yaml.safe_dump(config | extra | {"out": str(tmp_path / name)}))
+        assert main(["kda", "adapt", str(config_file)]) == 0
+        reports[name] = json.loads((tmp_path / name / "adapt-report.json").read_text())
+    plain, mixed = reports["plain"], reports["mixed"]
+    assert plain["pairs"] == 0
+    assert mixed["pairs"] == len(texts)
+    assert (mixed["train"], mixed["heldout"]) == (plain["train"], plain["heldout"])
+    assert mixed["steps"] > plain["steps"]  # the pairs are trained on too
+
+    broken = tmp_path / "broken-run"
+    shutil.copytree(packed / "run", broken)
+    (broken / "pseudo-labels.npz").unlink()
+    with pytest.raises(ValueError, match="no teacher labels of its pairs"):
+        training_pairs(broken)
+
+
 def test_adaptation_config_errors_name_the_file_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"sources": "s", "labels": "l", "out": "o", "epoch": 3}))

@@ -46,6 +46,10 @@ class AdaptConfig(Settings):
     sources: Path  # committed sources of a KDA student (models/sources/<name>)
     labels: Path  # an `ensemble label` directory
     out: Path
+    # a finished `kda run` directory: its training pairs (target side, the teacher's soft
+    # labels) are mixed into the unlabeled texts, so the adapter keeps the teacher's transfer
+    # while it learns the domain; the held-out check stays on the unlabeled slice alone
+    pairs: Path | None = None
     lowercase: bool = True
     extend_vocabulary: bool = True
     # shift the exported logits from the prior the labels had to: equal classes (`uniform`),
@@ -105,7 +109,9 @@ def extended_pieces(
 def _fingerprint(config: AdaptConfig) -> dict[str, Any]:
     """What a checkpoint depends on: not where it lives, nor the thread count, nor when the run
     stops (more epochs or patience continue the same trajectory)."""
-    skip = ("out", "threads", "epochs", "patience")
+    skip = {"out", "threads", "epochs", "patience"}
+    if config.pairs is None:  # runs made before pairs could be mixed in resume as they were
+        skip.add("pairs")
     return {k: v for k, v in json.loads(config.model_dump_json()).items() if k not in skip}
 
 
@@ -126,6 +132,7 @@ def probabilities(
 
 def run(config: AdaptConfig) -> AdaptReport:
     from training.kda.package import KEPT, rebuild_student, student_with_pieces
+    from training.kda.pipeline import training_pairs
     from training.prior import em_prior, logit_shift, smoothed
     from training.weights.resolve import resolve_model
 
@@ -163,6 +170,20 @@ def run(config: AdaptConfig) -> AdaptReport:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_ids, held_ids = [ids[i] for i in train_rows], [ids[i] for i in held_rows]
     train_probs, held_probs = probs[train_rows], probs[held_rows]
+    pairs = 0
+    if config.pairs is not None:
+        pair_texts, pair_probs, pair_labels = training_pairs(config.pairs)
+        if pair_labels != labels:
+            raise ValueError(f"{config.pairs}: teacher labels {pair_labels}, the student {labels}")
+        pair_ids = tokenizer(
+            [normalise(t, config.lowercase) for t in pair_texts],
+            truncation=True,
+            max_length=config.max_length,
+        )["input_ids"]
+        train_ids += [list(x) for x in pair_ids]
+        train_probs = np.concatenate([train_probs, pair_probs.astype(train_probs.dtype)])
+        pairs = len(pair_texts)
+        print(f"{pairs} training pairs of {config.pairs} mixed in", flush=True)
 
     settings = FitSettings(
         learning_rate=config.learning_rate, batch_size=config.batch_size, epochs=config.epochs,
@@ -194,6 +215,7 @@ def run(config: AdaptConfig) -> AdaptReport:
     report = AdaptReport(
         texts=len(texts),
         train=len(train_rows),
+        pairs=pairs,
         heldout=len(held_rows),
         vocabulary=vocabulary,
         history=[start, *fitted.history],

@@ -100,6 +100,9 @@ def register(commands: Any) -> None:
     adapt.add_argument("--sources", type=Path, help="student sources (overrides the config)")
     adapt.add_argument("--labels", type=Path, help="ensemble labels (overrides the config)")
     adapt.add_argument("--epochs", type=int, help="epochs (overrides the config)")
+    adapt.add_argument(
+        "--pairs", type=Path, help="a finished `kda run` whose training pairs are mixed in"
+    )
     teacher = command(
         sub, "teacher", _teacher, "the teacher committed in a student's sources, as a model"
     )

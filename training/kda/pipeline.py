@@ -62,6 +62,26 @@ def _teacher_targets(
     return probs, features
 
 
+def training_pairs(run: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """A finished `kda run`'s training pairs, as it trained on them: the target side of the
+    balanced pairs outside its held-out slice, the teacher's probabilities (from the run's
+    cache, which must match its configuration) and the label names."""
+    from transformers import AutoConfig
+
+    config = KDAConfig.model_validate(json.loads((run / "kda-config.json").read_text()))
+    cache = run / "pseudo-labels.npz"
+    if not cache.is_file() or str(np.load(cache)["digest"]) != _digest(config):
+        raise ValueError(f"{run}: no teacher labels of its pairs (finish its `kda run` first)")
+    probs = np.load(cache)["probs"]
+    names = AutoConfig.from_pretrained(config.teacher).id2label
+    labels = [names[i] for i in range(len(names))]
+    pairs = read_pairs(config.parallel, config.limit)
+    keep, _ = balance(probs.argmax(1), labels, config.balance, config.seed)
+    train_idx, _ = split_heldout(len(keep), config.heldout, config.seed)
+    rows = keep[train_idx]
+    return [pairs.target[i] for i in rows], probs[rows], labels
+
+
 def load_target(path: str) -> tuple[Any, torch.Tensor]:
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, dtype=torch.float32)

@@ -93,7 +93,8 @@ class PriorShift(BaseModel):
 
 class AdaptReport(RunReport):
     texts: int
-    train: int
+    train: int  # unlabeled texts trained on
+    pairs: int = 0  # training pairs of a KDA run mixed in (`pairs` in the config)
     heldout: int
     vocabulary: VocabularyChange
     history: list[dict[str, Any]]  # step 0 (before adapting), then the loop's evaluations

@@ -33,6 +33,7 @@ BROAD = [
     ("ensemble-balanced", "B4. ensemble: B1 and 3, each moved to equal classes, averaged"),
     ("ensemble-em", "B4, EM: the ensemble with EM's priors instead"),
     ("adapt-1", "B5. B1 adapted on B4's labels of vi-unlabeled (+ vocabulary)"),
+    ("adapt-pairs", "B6. B5 with the KDA run's training pairs mixed in (teacher's labels)"),
     ("ensemble-joint", "joint ensemble: 3, the first path's 1 and B1 (the reference of rule 2)"),
 ]
 ROWS = {"vi-adapt": FIRST, "vi-broad": BROAD}
