@@ -70,9 +70,10 @@ def training_pairs(run: Path) -> tuple[list[str], np.ndarray, list[str]]:
 
     config = KDAConfig.model_validate(json.loads((run / "kda-config.json").read_text()))
     cache = run / "pseudo-labels.npz"
-    if not cache.is_file() or str(np.load(cache)["digest"]) != _digest(config):
+    saved = np.load(cache) if cache.is_file() else None
+    if saved is None or str(saved["digest"]) != _digest(config):
         raise ValueError(f"{run}: no teacher labels of its pairs (finish its `kda run` first)")
-    probs = np.load(cache)["probs"]
+    probs = saved["probs"]
     names = AutoConfig.from_pretrained(config.teacher).id2label
     labels = [names[i] for i in range(len(names))]
     pairs = read_pairs(config.parallel, config.limit)
