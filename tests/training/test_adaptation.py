@@ -208,6 +208,20 @@ def test_adaptation_mixes_in_the_kda_runs_training_pairs(packed: Path, tmp_path:
         training_pairs(broken)
 
 
+def test_adaptation_names_a_pairs_directory_that_is_no_kda_run_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = tmp_path / "adapt.yaml"
+    out = tmp_path / "out"
+    config.write_text(yaml.safe_dump({
+        "sources": str(tmp_path / "no-sources"), "labels": str(tmp_path / "no-labels"),
+        "out": str(out), "pairs": str(tmp_path),
+    }))  # fmt: skip
+    assert main(["kda", "adapt", str(config)]) == 2
+    assert f"{tmp_path} is not a `kda run` directory" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_adaptation_config_errors_name_the_file_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"sources": "s", "labels": "l", "out": "o", "epoch": 3}))

@@ -138,6 +138,8 @@ def run(config: AdaptConfig) -> AdaptReport:
 
     if config.threads:
         torch.set_num_threads(config.threads)
+    # the pairs are read first: a wrong directory is named before minutes of work
+    mixed = training_pairs(config.pairs) if config.pairs is not None else None
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "adapt-config.json").write_text(config.model_dump_json(indent=2))
     soft = SoftLabels.read(config.labels)
@@ -171,8 +173,8 @@ def run(config: AdaptConfig) -> AdaptReport:
     train_ids, held_ids = [ids[i] for i in train_rows], [ids[i] for i in held_rows]
     train_probs, held_probs = probs[train_rows], probs[held_rows]
     pairs = 0
-    if config.pairs is not None:
-        pair_texts, pair_probs, pair_labels = training_pairs(config.pairs)
+    if mixed is not None:
+        pair_texts, pair_probs, pair_labels = mixed
         if pair_labels != labels:
             raise ValueError(f"{config.pairs}: teacher labels {pair_labels}, the student {labels}")
         pair_ids = tokenizer(

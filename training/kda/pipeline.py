@@ -68,7 +68,10 @@ def training_pairs(run: Path) -> tuple[list[str], np.ndarray, list[str]]:
     cache, which must match its configuration) and the label names."""
     from transformers import AutoConfig
 
-    config = KDAConfig.model_validate(json.loads((run / "kda-config.json").read_text()))
+    settings = run / "kda-config.json"
+    if not settings.is_file():
+        raise FileNotFoundError(f"{run} is not a `kda run` directory: it has no {settings.name}")
+    config = KDAConfig.model_validate(json.loads(settings.read_text()))
     cache = run / "pseudo-labels.npz"
     saved = np.load(cache) if cache.is_file() else None
     if saved is None or str(saved["digest"]) != _digest(config):
