@@ -76,7 +76,8 @@ class CompressedSources(_Sources):
 
 
 class TaskHeadSources(_Sources):
-    """A head only, on the student whose sources `body` names (a path from these)."""
+    """A head on the student whose sources `body` names (a path from these), or on a body
+    of its own held beside it (`body` is `.`: a task-distilled body)."""
 
     kind: Literal["task-head"]
     body: str
@@ -139,7 +140,7 @@ def digest(source_dir: Path) -> str:
     for chunk in _file_chunks(source_dir):
         total.update(chunk)
     body = json.loads((source_dir / SOURCE).read_text()).get("body")
-    if body:
+    if body and body != ".":
         total.update(b"body\0" + digest(source_dir / body).encode())
     return total.hexdigest()
 

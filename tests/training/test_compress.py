@@ -1096,3 +1096,70 @@ def test_the_family_table_marks_the_students_that_are_served() -> None:
     assert [n for n in admitted if served(n, admitted)] == ["fast-notask", "tiny"]
     older = {"small": {}, "tiny": {}, "tiny-notask": {}, "first-family/table": {}}
     assert [n for n in older if served(n, older)] == ["small", "tiny-notask"]
+
+
+def test_a_token_task_can_distil_a_body_of_its_own(task_heads: Path, tmp_path: Path) -> None:
+    """`body` on a token task: the whole student with a linear tagger learns the baseline's
+    tags of unlabeled lines beside the labels (resumable, its best epoch kept), the heads
+    are trained on that body, and the sources hold it (`body` is `.`), int8 rows, with the
+    figures of the model rebuilt from them. A second run reuses the body and every seed."""
+    rng = np.random.default_rng(4)
+    texts = tmp_path / "unlabeled.txt"
+    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 6)))) + "." for _ in range(25)]
+    texts.write_text("\n".join(lines) + "\n")
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    pos = config["tasks"]["pos"] | {
+        "name": "vi-pos-body",
+        "default": False,
+        "body": {"texts": str(texts), "limit": 20, "epochs": 2, "batch_size": 8},
+    }
+    config |= {"out": str(tmp_path / "tasks"), "tasks": {"pos": pos}}
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    shutil.copytree(
+        task_heads / "tasks" / "baseline" / "pos", tmp_path / "tasks" / "baseline" / "pos"
+    )
+    sources = task_heads / "models" / "sources" / "vi-pos-body"
+    student = task_heads / "models" / "sources" / "vi-topic"
+    try:
+        assert main(["compress", "tasks", str(path)]) == 0  # packed, built, rebuild checked
+        source = json.loads((sources / "source.json").read_text())
+        assert source["body"] == "."
+        assert "its body distilled for the task from" in source["provenance"]["method"]
+        assert {"f1", "trained_body"} <= set(source["evaluation"][0])
+        assert (sources / "tokenizer.json").read_bytes() == (
+            student / "tokenizer.json"
+        ).read_bytes()
+        packed = load_file(str(sources / "model.safetensors"))
+        original = load_file(str(student / "model.safetensors"))
+        key = "encoder.encoder.layer.0.attention.self.query.weight"
+        assert not torch.equal(packed[key].float(), original[key].float())  # trained whole
+        assert not any(".adapter." in k or k.startswith("classifier.") for k in packed)
+        assert load_bundle(task_heads / "models" / "vi-pos-body").manifest.default is False
+        report = json.loads((tmp_path / "tasks" / "pos" / "report.json").read_text())
+        assert report["body"]["teacher"]["texts_used"] == 20
+        body = json.loads((tmp_path / "tasks" / "pos" / "body" / "body.json").read_text())
+        assert [h["epoch"] for h in body["history"]] == [1, 2]
+        assert (tmp_path / "tasks" / "pos" / "body" / CHECKPOINT).is_file()  # resumable
+        assert all(run["encoder_id"] != body_digest(student) for run in report["runs"])
+        first = [run["choose_f1"] for run in report["runs"]]
+        assert main(["compress", "tasks", str(path)]) == 0
+        again = json.loads((tmp_path / "tasks" / "pos" / "report.json").read_text())
+        assert [run["choose_f1"] for run in again["runs"]] == first
+    finally:
+        shutil.rmtree(sources, ignore_errors=True)
+        shutil.rmtree(task_heads / "models" / "vi-pos-body", ignore_errors=True)
+
+
+def test_body_distillation_is_refused_for_a_text_task(
+    task_heads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    body = {"texts": str(tmp_path / "unlabeled.txt")}
+    config["tasks"] = {"sentiment": config["tasks"]["sentiment"] | {"body": body}}
+    config["out"] = str(tmp_path / "tasks")
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["compress", "tasks", str(path)]) == 2
+    assert "task sentiment: body distillation is for token tasks" in capsys.readouterr().err

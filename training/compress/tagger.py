@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ from transformers import BertModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from training.batches import pad_rows
-from training.compress.distill import prediction_loss
+from training.compress.distill import BEST, prediction_loss
 from training.compress.head import AdaptedHead, HeadMethod, HeadSettings, fit_head
+from training.loop import Loop, LoopSettings
 
 IGNORE = -100  # the loss skips every sub-word but a word's first
 
@@ -113,10 +114,13 @@ class SoftTags:
 
 
 class TokenClassifier(AdaptedHead):
-    """Encoder (frozen, with task adapters) -> dropout -> linear on every token."""
+    """Encoder (frozen, with task adapters; or, `full`, trained whole) -> dropout -> linear
+    on every token."""
 
-    def __init__(self, encoder: BertModel, labels: list[str], reduction: int = 16) -> None:
-        super().__init__(encoder, labels, "adapter", reduction)
+    def __init__(
+        self, encoder: BertModel, labels: list[str], reduction: int = 16, kind: str = "adapter"
+    ) -> None:
+        super().__init__(encoder, labels, kind, reduction)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -236,6 +240,49 @@ def train_tagger(
     model = TokenClassifier(encoder, labels, settings.reduction)
     method = _TaggerMethod(model, train, dev, pad_id, dev_score, soft)
     return model, fit_head(method, settings, f"tagger seed {settings.seed}", "dev_score")
+
+
+class _BodyMethod(_TaggerMethod):
+    """The tagger method with its best weights also on disk: a body's distillation runs long
+    enough to be stopped, resumes from the loop's checkpoint, and must still return the best
+    epoch seen before the stop."""
+
+    def keep(self, module: nn.Module, out: Path | None) -> None:
+        super().keep(module, out)
+        if out is not None:
+            torch.save(self.best, out / BEST)
+
+
+def distil_body(
+    encoder: BertModel,
+    labels: list[str],
+    train: Encoded,
+    dev: Encoded,
+    pad_id: int,
+    settings: HeadSettings,
+    dev_score: Score,
+    soft: SoftTags,
+    out: Path,
+) -> tuple[TokenClassifier, dict[str, Any]]:
+    """Task-aware distillation of a body for a token task (TinyBERT's second phase, word by
+    word): the whole encoder with a linear tagger learns the labelled words and the teacher's
+    tags of the unlabeled ones, gradients clipped at 1. The epoch with the best `dev_score`
+    is returned; `out` holds the checkpoint a stopped run resumes from."""
+    torch.manual_seed(settings.seed)
+    model = TokenClassifier(encoder, labels, settings.reduction, kind="full")
+    method = _BodyMethod(model, train, dev, pad_id, dev_score, soft)
+    loop = LoopSettings.of(settings, metric="dev_score", higher_is_better=True)
+    result = Loop(loop, out, "body distillation").run(method, config=asdict(settings))
+    model.load_state_dict(method.best or torch.load(out / BEST, map_location="cpu"))
+    best = max(result["history"], key=lambda h: h["dev_score"])  # the first reaching it
+    return model.eval(), {
+        "best_epoch": int(best["epoch"]),
+        "dev_score": round(float(best["dev_score"]), 4),
+        "history": [
+            {k: h[k] for k in ("epoch", "train_loss", "dev_score")} for h in result["history"]
+        ],
+        "seconds": result["seconds"],
+    }
 
 
 def word_scores(

@@ -19,6 +19,7 @@ small body lacks."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict
@@ -31,13 +32,21 @@ from pydantic import Field
 from safetensors.torch import load_file, save_file
 from transformers import BertModel
 
-from training.compress.encoders import WEIGHTS, load_baseline, load_student
+from training.compress.encoders import (
+    ENCODER_CONFIG,
+    WEIGHTS,
+    load_baseline,
+    load_encoder,
+    load_student,
+)
 from training.compress.head import EncoderClassifier, HeadSettings, Soft, logits, train_head
 from training.compress.head import predict as predict_texts
+from training.compress.package import TOKENIZER_FILES
 from training.compress.tagger import (
     Sentences,
     SoftTags,
     TokenClassifier,
+    distil_body,
     encode,
     encode_words,
     predict,
@@ -52,7 +61,7 @@ from training.evaluate.metrics import scores
 from training.loop import processes
 from training.settings_files import Settings
 from training.sources import TaskHeadSources, body_digest, read_sources, write_sources
-from training.weights.rows import fp16
+from training.weights.rows import compact, fp16
 
 HEAD = "head.safetensors"  # the task head: adapters and classifier (the body is the student)
 
@@ -74,6 +83,20 @@ class HeadDistillation(Settings):
     temperature: float = Field(default=2.0, gt=0)
 
 
+class BodyDistillation(HeadDistillation):
+    """Task-aware distillation of the body for a token task (TinyBERT's second phase, word
+    by word): the whole student with a linear tagger learns the baseline head's tags of
+    unlabeled text beside the labels, and its encoder carries the task's heads. A few
+    hundred labelled fragments cannot teach a small body what the task needs; the teacher's
+    tags of thousands of sentences can. The task then has a body of its own, packed with
+    its head, instead of sharing the topic student's."""
+
+    limit: int = Field(default=100_000, ge=1)
+    epochs: int = Field(default=3, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0, lt=1)
+    batch_size: int = Field(default=32, ge=1)
+
+
 class TaskSpec(Settings):
     data: Path  # train.tsv, dev.tsv and (optionally) test.tsv
     kind: Literal["sequence", "tokens"]
@@ -85,6 +108,7 @@ class TaskSpec(Settings):
     min_variant_agreement: float = Field(default=0.85, ge=0.0, le=1.0)
     head: TaskHeads | None = None  # this task's own settings (default: the config's)
     distill: HeadDistillation | None = None  # the student's heads
+    body: BodyDistillation | None = None  # token tasks: a task-distilled body of its own
 
 
 class TasksConfig(Settings):
@@ -122,8 +146,11 @@ class TaskRun:
         spec = self.spec
         if spec.kind == "tokens" and spec.scheme is None:
             raise ValueError(f"task {task}: a token task needs scheme (tags or iob2)")
+        if spec.body is not None and spec.kind != "tokens":
+            raise ValueError(f"task {task}: body distillation is for token tasks")
         self.soft: Soft | SoftTags | None = None  # set by `distil_from`
         self.teacher: dict[str, Any] | None = None  # which head taught, and on what
+        self.body: dict[str, Any] | None = None  # set by `distil_body`: how the body was made
         splits = {s: self._read(s) for s in ("train", "dev", "test") if self._has(s)}
         if "train" not in splits or "dev" not in splits:
             raise ValueError(f"task {task}: {spec.data} needs train.tsv and dev.tsv")
@@ -234,6 +261,7 @@ class TaskRun:
             "learning_rate": rate,
             "learning_rate_search": {str(r): search[r][f"choose_{self.key}"] for r in search},
             "distill": self.teacher,
+            "body": self.body,
             "best_seed": best["seed"],
             "figures": {k: spread(k) for k in figures},
             "runs": runs,
@@ -288,16 +316,11 @@ class TaskRun:
         pad = self.tokenizer.pad_token_id
         model: torch.nn.Module
         if self.spec.kind == "tokens":
-            gold = self.choose[1]
-
-            def dev_score(predicted: list[list[int | None]]) -> float:
-                assert self.spec.scheme is not None
-                return word_scores(gold, predicted, self.labels, self.spec.scheme)[self.key]
-
             assert self.soft is None or isinstance(self.soft, SoftTags)
             model, log = train_tagger(
-                self.encoder, self.labels, train, choose, pad, settings, dev_score, self.soft
-            )
+                self.encoder, self.labels, train, choose, pad, settings, self._choose_score,
+                self.soft,
+            )  # fmt: skip
         else:
             y = (
                 [self.labels.index(v) for v in self.train[1]],
@@ -308,6 +331,11 @@ class TaskRun:
                 self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings, self.soft
             )
         return model, log
+
+    def _choose_score(self, predicted: list[list[int | None]]) -> float:
+        """A token head's figure on the choosing split, from its word predictions."""
+        assert self.spec.scheme is not None
+        return word_scores(self.choose[1], predicted, self.labels, self.spec.scheme)[self.key]
 
     def chosen(self) -> dict[str, Any]:
         """The record of the head this (baseline's) run chose, from its report."""
@@ -347,24 +375,24 @@ class TaskRun:
             _save_head(model, weights)
         return model.eval()
 
-    def distil_from(self, baseline: TaskRun) -> None:
-        """Teach this run's heads with the baseline's chosen head on the configured texts
-        (its logits kept in `teacher.npz`, made again only when the teacher or texts change):
-        per text, or per word of each text for a token task."""
-        assert self.spec.distill is not None
-        distill = self.spec.distill
+    def _taught(
+        self, baseline: TaskRun, distill: HeadDistillation, cache_name: str
+    ) -> tuple[dict[str, Any], Soft | SoftTags]:
+        """The baseline's chosen head's logits on `distill`'s texts as this run reads them
+        (kept in `cache_name`, made again only when the teacher or texts change), and the
+        record of which head taught on what."""
         with distill.texts.open(encoding="utf-8") as lines:
             texts = [t for t in (line.strip() for line in lines) if t][: distill.limit]
         record = baseline.chosen()
-        self.teacher = distill.model_dump(mode="json") | {
+        teacher = distill.model_dump(mode="json") | {
             "texts_used": len(texts),
             "teacher": f"{baseline.encoder_name} {self.task} head, seed {record['seed']} "
             f"at {record['learning_rate']:g}",
             f"teacher_choose_{self.key}": record[f"choose_{self.key}"],
         }
         tokens = self.spec.kind == "tokens"
-        cache = self.folder / "teacher.npz"
-        key = json.dumps(self.teacher, sort_keys=True)
+        cache = self.folder / cache_name
+        key = json.dumps(teacher, sort_keys=True)
         flat = None
         if cache.is_file():
             with np.load(cache) as saved:
@@ -381,12 +409,63 @@ class TaskRun:
         inputs = self._unlabeled(texts)
         if tokens:  # the flat rows back into sentences, one row per word
             cuts = np.cumsum([len(f) for f in inputs.firsts])[:-1]
-            self.soft = SoftTags(inputs, np.split(flat, cuts), distill.temperature)
+            return teacher, SoftTags(inputs, np.split(flat, cuts), distill.temperature)
+        return teacher, Soft(inputs, flat, distill.temperature)
+
+    def distil_from(self, baseline: TaskRun) -> None:
+        """Teach this run's heads with the baseline's chosen head on the configured texts:
+        per text, or per word of each text for a token task."""
+        assert self.spec.distill is not None
+        self.teacher, self.soft = self._taught(baseline, self.spec.distill, "teacher.npz")
+
+    def distil_body(self, baseline: TaskRun) -> None:
+        """Replace this run's encoder by the student's body distilled for the task from the
+        baseline's chosen head (`body`), made once and kept in `<folder>/body/` with its
+        record; the heads are then trained on it and packed with it."""
+        spec = self.spec.body
+        assert spec is not None
+        teacher, soft = self._taught(baseline, spec, "body-teacher.npz")
+        assert isinstance(soft, SoftTags)
+        settings = HeadSettings(
+            "full", self.reduction, spec.learning_rate, spec.batch_size, spec.epochs, seed=1
+        )
+        identity = {"encoder_id": self.encoder_id, "settings": asdict(settings)} | {
+            "teacher": teacher
+        }
+        folder = self.folder / "body"
+        saved, weights = folder / "body.json", folder / "encoder"
+        record = json.loads(saved.read_text()) if saved.is_file() else {}
+        if {k: record.get(k) for k in identity} == identity and weights.is_dir():
+            print(f"{self.task}: body distilled earlier ({folder})", flush=True)
+            self.encoder = load_encoder(weights)
         else:
-            self.soft = Soft(inputs, flat, distill.temperature)
+            pad = self.tokenizer.pad_token_id
+            train, choose = self._encode(self.train), self._encode(self.choose)
+            model, log = distil_body(
+                self.encoder, self.labels, train, choose, pad, settings, self._choose_score,
+                soft, folder,
+            )  # fmt: skip
+            record = identity | log
+            # the distilled tagger is itself a token model (a fully trained one): its figures
+            for prefix, encoded, gold in (
+                ("choose", choose, self.choose[1]),
+                ("report", self._encode(self.report), self.report[1]),
+            ):
+                record |= {f"{prefix}_{k}": v for k, v in self.score(encoded, gold, model).items()}
+            self.encoder = model.encoder.eval()
+            if processes().is_main_process:
+                self.encoder.save_pretrained(weights)
+                saved.write_text(json.dumps(record, indent=2))
+                print(json.dumps({"task": self.task, "body": record}), flush=True)
+            processes().wait_for_everyone()
+        self.encoder_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        self.body = {k: v for k, v in record.items() if k != "history"}
 
     def pack(self, result: dict[str, Any]) -> Path:
-        """The best head as sources naming the student as their body."""
+        """The best head as sources naming the student as their body, or (a task-distilled
+        body) holding that body too, as int8 rows with its tokenizer: `body` is then `.`,
+        and the report split is scored again on the model rebuilt from the sources, whose
+        figures are the ones recorded."""
         name = self.spec.name or f"{self.config.language}-{self.task}"
         out = self.config.sources / name
         if out.exists():
@@ -396,12 +475,19 @@ class TaskRun:
             self._file(result["best_seed"], result["learning_rate"], ".pt"), map_location="cpu"
         )
         save_file(fp16(state), str(out / HEAD))
+        if self.body is not None:
+            body = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+            save_file(compact(body), str(out / WEIGHTS))
+            self.encoder.config.to_json_file(str(out / ENCODER_CONFIG))
+            for file in TOKENIZER_FILES:  # the student's tokenizer, as committed
+                if (self.config.student / file).is_file():
+                    shutil.copyfile(self.config.student / file, out / file)
         tokens = self.spec.kind == "tokens"
         reference = [" ".join(w) for w in self.report[0][:200]] if tokens else self.report[0][:200]
         best = next(r for r in result["runs"] if r["seed"] == result["best_seed"])
         source = {
             "kind": "task-head",
-            "body": str(Path("..") / self.config.student.resolve().name),
+            "body": "." if self.body else str(Path("..") / self.config.student.resolve().name),
             "labels": self.labels,
             "head_kind": "adapter",
             "reduction": self.reduction,
@@ -419,7 +505,12 @@ class TaskRun:
             },
             "provenance": {
                 "method": f"{self.task} head (task adapters + classifier) on the served student"
-                + (f", distilled from {self.teacher['teacher']}" if self.teacher else ""),
+                + (f", distilled from {self.teacher['teacher']}" if self.teacher else "")
+                + (
+                    f", its body distilled for the task from {self.body['teacher']['teacher']}"
+                    if self.body
+                    else ""
+                ),
                 "task_data": str(self.spec.data),
                 "learning_rate": result["learning_rate"],
                 "exported_seed": result["best_seed"],
@@ -444,6 +535,15 @@ class TaskRun:
             "reference": {"texts": reference, "labels": None},
         }
         write_sources(out, source)
+        if self.body is not None:  # the figures of the model as rebuilt (its body int8 rows)
+            model, _, _ = rebuild_task_model(out)
+            rebuilt = self.score(self._encode(self.report), self.report[1], model)
+            trained = {
+                k.removeprefix("report_"): v for k, v in best.items() if k.startswith("report_")
+            }
+            evaluation: list[dict[str, Any]] = source["evaluation"]  # type: ignore[assignment]
+            evaluation[0] |= rebuilt | {"trained_body": trained}
+            write_sources(out, source)
         return out
 
 
@@ -490,11 +590,15 @@ def run_tasks(
         folder = config.out / "baseline" / task if baseline else config.out / task
         run = TaskRun(config, task, encoder, folder)
         run.folder.mkdir(parents=True, exist_ok=True)
-        if not baseline and run.spec.distill is not None:
+        if not baseline and (run.spec.distill or run.spec.body) is not None:
             if config.baseline is None:
                 raise ValueError(f"task {task} distils the baseline's head; no baseline named")
             teacher = (config.baseline, config.baseline, *load_baseline(config.baseline))
-            run.distil_from(TaskRun(config, task, teacher, config.out / "baseline" / task))
+            taught = TaskRun(config, task, teacher, config.out / "baseline" / task)
+            if run.spec.body is not None:
+                run.distil_body(taught)
+            if run.spec.distill is not None:
+                run.distil_from(taught)
         result = run.run()
         figures = {k: v for k, v in result["figures"].items() if k.startswith("report_")}
         if baseline:
