@@ -1151,6 +1151,32 @@ def test_a_token_task_can_distil_a_body_of_its_own(task_heads: Path, tmp_path: P
         shutil.rmtree(task_heads / "models" / "vi-pos-body", ignore_errors=True)
 
 
+def test_a_token_tasks_body_can_be_trained_on_its_labels_alone(
+    task_heads: Path, tmp_path: Path
+) -> None:
+    """`body` without texts: no teacher, so no baseline report is needed; the body is
+    trained whole on the labelled sentences and carries the heads."""
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    ner = config["tasks"]["ner"] | {"name": "vi-ner-body", "body": {"epochs": 1, "batch_size": 8}}
+    config |= {"out": str(tmp_path / "tasks"), "tasks": {"ner": ner}}
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    sources = task_heads / "models" / "sources" / "vi-ner-body"
+    try:
+        assert main(["compress", "tasks", str(path)]) == 0
+        source = json.loads((sources / "source.json").read_text())
+        assert source["body"] == "."
+        assert "its body trained whole for the task on the labels" in source["provenance"]["method"]
+    finally:
+        shutil.rmtree(sources, ignore_errors=True)
+        shutil.rmtree(task_heads / "models" / "vi-ner-body", ignore_errors=True)
+    report = json.loads((tmp_path / "tasks" / "ner" / "report.json").read_text())
+    assert report["body"]["teacher"] is None
+    body = json.loads((tmp_path / "tasks" / "ner" / "body" / "body.json").read_text())
+    assert [h["epoch"] for h in body["history"]] == [1]
+    assert not (tmp_path / "tasks" / "baseline").exists()
+
+
 def test_body_distillation_is_refused_for_a_text_task(
     task_heads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -261,13 +261,13 @@ def distil_body(
     pad_id: int,
     settings: HeadSettings,
     dev_score: Score,
-    soft: SoftTags,
+    soft: SoftTags | None,
     out: Path,
 ) -> tuple[TokenClassifier, dict[str, Any]]:
     """Task-aware distillation of a body for a token task (TinyBERT's second phase, word by
-    word): the whole encoder with a linear tagger learns the labelled words and the teacher's
-    tags of the unlabeled ones, gradients clipped at 1. The epoch with the best `dev_score`
-    is returned; `out` holds the checkpoint a stopped run resumes from."""
+    word): the whole encoder with a linear tagger learns the labelled words and (`soft`) the
+    teacher's tags of the unlabeled ones, gradients clipped at 1. The epoch with the best
+    `dev_score` is returned; `out` holds the checkpoint a stopped run resumes from."""
     torch.manual_seed(settings.seed)
     model = TokenClassifier(encoder, labels, settings.reduction, kind="full")
     method = _BodyMethod(model, train, dev, pad_id, dev_score, soft)

@@ -89,8 +89,10 @@ class BodyDistillation(HeadDistillation):
     unlabeled text beside the labels, and its encoder carries the task's heads. A few
     hundred labelled fragments cannot teach a small body what the task needs; the teacher's
     tags of thousands of sentences can. The task then has a body of its own, packed with
-    its head, instead of sharing the topic student's."""
+    its head, instead of sharing the topic student's. Without `texts`, the body is trained
+    whole on the labels alone (no teacher: where labelled sentences are many)."""
 
+    texts: Path | None = None  # type: ignore[assignment]
     limit: int = Field(default=100_000, ge=1)
     epochs: int = Field(default=3, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0, lt=1)
@@ -418,14 +420,20 @@ class TaskRun:
         assert self.spec.distill is not None
         self.teacher, self.soft = self._taught(baseline, self.spec.distill, "teacher.npz")
 
-    def distil_body(self, baseline: TaskRun) -> None:
-        """Replace this run's encoder by the student's body distilled for the task from the
-        baseline's chosen head (`body`), made once and kept in `<folder>/body/` with its
+    def distil_body(self, baseline: TaskRun | None) -> None:
+        """Replace this run's encoder by the student's body trained whole for the task
+        (`body`): on the labels and the baseline's chosen head's tags of the texts, or on the
+        labels alone (no texts, no baseline). Made once and kept in `<folder>/body/` with its
         record; the heads are then trained on it and packed with it."""
         spec = self.spec.body
         assert spec is not None
-        teacher, soft = self._taught(baseline, spec, "body-teacher.npz")
-        assert isinstance(soft, SoftTags)
+        teacher: dict[str, Any] | None = None
+        soft = None
+        if spec.texts is not None:
+            assert baseline is not None
+            teacher, taught = self._taught(baseline, spec, "body-teacher.npz")
+            assert isinstance(taught, SoftTags)
+            soft = taught
         settings = HeadSettings(
             "full", self.reduction, spec.learning_rate, spec.batch_size, spec.epochs, seed=1
         )
@@ -460,6 +468,14 @@ class TaskRun:
             processes().wait_for_everyone()
         self.encoder_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         self.body = {k: v for k, v in record.items() if k != "history"}
+
+    def _body_method(self) -> str:
+        """How the task's own body was made, for the sources' provenance."""
+        if self.body is None:
+            return ""
+        if self.body["teacher"] is None:
+            return ", its body trained whole for the task on the labels"
+        return f", its body distilled for the task from {self.body['teacher']['teacher']}"
 
     def pack(self, result: dict[str, Any]) -> Path:
         """The best head as sources naming the student as their body, or (a task-distilled
@@ -506,11 +522,7 @@ class TaskRun:
             "provenance": {
                 "method": f"{self.task} head (task adapters + classifier) on the served student"
                 + (f", distilled from {self.teacher['teacher']}" if self.teacher else "")
-                + (
-                    f", its body distilled for the task from {self.body['teacher']['teacher']}"
-                    if self.body
-                    else ""
-                ),
+                + self._body_method(),
                 "task_data": str(self.spec.data),
                 "learning_rate": result["learning_rate"],
                 "exported_seed": result["best_seed"],
@@ -590,15 +602,17 @@ def run_tasks(
         folder = config.out / "baseline" / task if baseline else config.out / task
         run = TaskRun(config, task, encoder, folder)
         run.folder.mkdir(parents=True, exist_ok=True)
-        if not baseline and (run.spec.distill or run.spec.body) is not None:
+        taught = None
+        if not baseline and (run.spec.distill or (run.spec.body and run.spec.body.texts)):
             if config.baseline is None:
                 raise ValueError(f"task {task} distils the baseline's head; no baseline named")
             teacher = (config.baseline, config.baseline, *load_baseline(config.baseline))
             taught = TaskRun(config, task, teacher, config.out / "baseline" / task)
-            if run.spec.body is not None:
-                run.distil_body(taught)
-            if run.spec.distill is not None:
-                run.distil_from(taught)
+        if not baseline and run.spec.body is not None:
+            run.distil_body(taught)
+        if not baseline and run.spec.distill is not None:
+            assert taught is not None
+            run.distil_from(taught)
         result = run.run()
         figures = {k: v for k, v in result["figures"].items() if k.startswith("report_")}
         if baseline:
