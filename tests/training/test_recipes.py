@@ -103,6 +103,24 @@ def test_the_tasks_table_judges_only_drops_between_equal_budgets() -> None:
     assert table.verdict(4.0, 3.0, distilled, report(20)) == "missed"
 
 
+def test_the_tasks_table_says_how_a_tasks_own_body_was_trained(tmp_path: Path) -> None:
+    table = recipe_script("tasks_table")
+    figures = {f"report_{k}": {"mean": 0.84, "std": 0.01} for k in ("f1", "precision", "recall")}
+    runs = [{"settings": {"epochs": 30, "batch_size": 64}}]
+    baseline = {"figures": figures | {"report_f1": {"mean": 0.857, "std": 0.005}}, "runs": runs}
+    student = {"figures": figures, "runs": runs, "encoder": "sw-topic", "report_split": "dev"}
+    student |= {"encoder_parameters": 12_970_000}
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sw" / "ner-baseline.json").write_text(json.dumps(baseline))
+    taught = {"teacher": {"texts_used": 22235}}
+    (tmp_path / "sw" / "ner.json").write_text(json.dumps(student | {"body": taught}))
+    row = table.table("ner", tmp_path).splitlines()[2]
+    assert "sw-topic (13.0M), its body trained for the task on the baseline's tags of 22,235" in row
+    assert "| 1.7 | 82.67 → 79.18 | ≤ 3.5 | met |" in row
+    (tmp_path / "sw" / "ner.json").write_text(json.dumps(student | {"body": {"teacher": None}}))
+    assert "its body trained for the task on the labels |" in table.table("ner", tmp_path)
+
+
 def test_the_family_table_says_which_side_of_the_baseline_a_student_is() -> None:
     """A student above its baseline is not "-0.8 points below" it."""
     table = recipe_script("compress_family_table")

@@ -111,6 +111,13 @@ def table(task: str, reports: Path) -> str:
             body = f"{student['encoder']} ({student['encoder_parameters'] / 1e6:.1f}M)"
             if student.get("distill"):
                 body += f", distilled on {student['distill']['texts_used']:,} texts"
+            if student.get("body"):  # the task's own body, trained whole for it
+                taught = student["body"]["teacher"]
+                body += ", its body trained for the task" + (
+                    f" on the baseline's tags of {taught['texts_used']:,} texts"
+                    if taught
+                    else " on the labels"
+                )
         lines.append(
             f"| {language} | {body} | {split} | {pct(theirs)} | {pct(ours)} "
             f"| {'—' if drop is None else f'{drop:.1f}'} "
