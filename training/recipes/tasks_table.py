@@ -120,7 +120,7 @@ def table(task: str, reports: Path) -> str:
                 )
         lines.append(
             f"| {language} | {body} | {split} | {pct(theirs)} | {pct(ours)} "
-            f"| {'—' if drop is None else f'{drop:.1f}'} "
+            f"| {'—' if drop is None else f'{round(drop, 1) + 0.0:.1f}'} "  # never "-0.0"
             f"| {f'{paper[0]:.2f} → {paper[1]:.2f}' if paper else '—'} "
             f"| {'—' if allowed is None else f'≤ {allowed:.1f}'} | {goal} | "
             + " | ".join(pct(figure(student, o)) for o in others)
