@@ -1177,15 +1177,37 @@ def test_a_token_tasks_body_can_be_trained_on_its_labels_alone(
     assert not (tmp_path / "tasks" / "baseline").exists()
 
 
-def test_body_distillation_is_refused_for_a_text_task(
-    task_heads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+def test_a_text_task_can_train_a_body_of_its_own_and_name_its_columns(
+    task_heads: Path, tmp_path: Path
 ) -> None:
+    """`body` on a text task: the whole student with a classifier learns the labelled rows
+    (read from the columns the task names) and carries the heads; the sources hold it and
+    build a classification bundle served only when named."""
+    data = tmp_path / "topics"
+    data.mkdir()
+    for split in ("train", "dev", "test"):
+        rows = (task_heads / "tasks-data" / "sa" / f"{split}.tsv").read_text().splitlines()
+        (data / f"{split}.tsv").write_text("\n".join(["sentence\tcategory", *rows[1:]]) + "\n")
     config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
-    body = {"texts": str(tmp_path / "unlabeled.txt")}
-    config["tasks"] = {"sentiment": config["tasks"]["sentiment"] | {"body": body}}
-    config["out"] = str(tmp_path / "tasks")
+    topic = {"data": str(data), "kind": "sequence", "text_column": "sentence",
+             "label_column": "category", "name": "vi-topic-own",
+             "body": {"epochs": 2, "batch_size": 8}}  # fmt: skip
+    config |= {"out": str(tmp_path / "tasks"), "tasks": {"topic": topic}}
     path = tmp_path / "tasks.yaml"
     path.write_text(yaml.safe_dump(config))
-    capsys.readouterr()
-    assert main(["compress", "tasks", str(path)]) == 2
-    assert "task sentiment: body distillation is for token tasks" in capsys.readouterr().err
+    sources = task_heads / "models" / "sources" / "vi-topic-own"
+    try:
+        assert main(["compress", "tasks", str(path)]) == 0
+        source = json.loads((sources / "source.json").read_text())
+        assert source["body"] == "."
+        manifest = load_bundle(task_heads / "models" / "vi-topic-own").manifest
+        assert (manifest.task, manifest.default) == ("classification", False)
+        assert sorted(manifest.labels) == ["negative", "positive"]
+    finally:
+        shutil.rmtree(sources, ignore_errors=True)
+        shutil.rmtree(task_heads / "models" / "vi-topic-own", ignore_errors=True)
+    report = json.loads((tmp_path / "tasks" / "topic" / "report.json").read_text())
+    assert report["body"]["teacher"] is None
+    body = json.loads((tmp_path / "tasks" / "topic" / "body" / "body.json").read_text())
+    assert [h["epoch"] for h in body["history"]] == [1, 2]
+    assert "dev_macro_f1" in body["history"][0]

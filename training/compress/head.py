@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from transformers import BertModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from training.batches import pad_rows
-from training.compress.distill import prediction_loss
+from training.compress.distill import BEST, prediction_loss
 from training.evaluate.metrics import scores
 from training.loop import Loop, LoopSettings
 
@@ -165,7 +165,11 @@ class HeadMethod(ABC):
         return self.model
 
     def keep(self, module: nn.Module, out: Path | None) -> None:
+        """The best weights in memory and, for a run with a directory (a body's training,
+        long enough to be stopped and resumed), on disk."""
         self.best = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        if out is not None:
+            torch.save(self.best, out / BEST)
 
     def train_mode(self, module: nn.Module) -> None:
         adapted_mode(module)
@@ -243,6 +247,41 @@ def fit_head(method: HeadMethod, settings: HeadSettings, name: str, metric: str)
         "history": [{"epoch": h["epoch"], metric: h[metric]} for h in result["history"]],
         "seconds": result["seconds"],
     }
+
+
+def fit_body(method: HeadMethod, settings: HeadSettings, out: Path, metric: str) -> dict[str, Any]:
+    """Train a method whose model is trained whole (a task's own body) on the shared loop,
+    gradients clipped at 1, checkpointed in `out` at every evaluation (a stopped run resumes);
+    the epoch with the best `metric` is loaded into it, from disk if it came before a stop."""
+    loop_settings = LoopSettings.of(settings, metric=metric, higher_is_better=True)
+    result = Loop(loop_settings, out, "body").run(method, config=asdict(settings))
+    method.model.load_state_dict(method.best or torch.load(out / BEST, map_location="cpu"))
+    method.model.eval()
+    best = max(result["history"], key=lambda h: h[metric])  # the first epoch reaching it
+    return {
+        "best_epoch": int(best["epoch"]),
+        metric: round(float(best[metric]), 4),
+        "history": [{k: h[k] for k in ("epoch", "train_loss", metric)} for h in result["history"]],
+        "seconds": result["seconds"],
+    }
+
+
+def train_text_body(
+    encoder: BertModel,
+    labels: list[str],
+    train: tuple[list[list[int]], list[int]],
+    dev: tuple[list[list[int]], list[int]],
+    pad_id: int,
+    settings: HeadSettings,
+    soft: Soft | None,
+    out: Path,
+) -> tuple[EncoderClassifier, dict[str, Any]]:
+    """A text task's own body: the whole encoder with a classifier learns the labelled rows
+    and (`soft`) the teacher's distribution on the unlabeled ones; resumable from `out`."""
+    torch.manual_seed(settings.seed)
+    model = EncoderClassifier(encoder, labels, "full", settings.reduction)
+    method = _HeadMethod(model, train, dev, labels, pad_id, soft)
+    return model, fit_body(method, settings, out, "dev_macro_f1")
 
 
 def train_head(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,8 @@ from transformers import BertModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from training.batches import pad_rows
-from training.compress.distill import BEST, prediction_loss
-from training.compress.head import AdaptedHead, HeadMethod, HeadSettings, fit_head
-from training.loop import Loop, LoopSettings
+from training.compress.distill import prediction_loss
+from training.compress.head import AdaptedHead, HeadMethod, HeadSettings, fit_body, fit_head
 
 IGNORE = -100  # the loss skips every sub-word but a word's first
 
@@ -242,17 +241,6 @@ def train_tagger(
     return model, fit_head(method, settings, f"tagger seed {settings.seed}", "dev_score")
 
 
-class _BodyMethod(_TaggerMethod):
-    """The tagger method with its best weights also on disk: a body's distillation runs long
-    enough to be stopped, resumes from the loop's checkpoint, and must still return the best
-    epoch seen before the stop."""
-
-    def keep(self, module: nn.Module, out: Path | None) -> None:
-        super().keep(module, out)
-        if out is not None:
-            torch.save(self.best, out / BEST)
-
-
 def distil_body(
     encoder: BertModel,
     labels: list[str],
@@ -264,25 +252,13 @@ def distil_body(
     soft: SoftTags | None,
     out: Path,
 ) -> tuple[TokenClassifier, dict[str, Any]]:
-    """Task-aware distillation of a body for a token task (TinyBERT's second phase, word by
-    word): the whole encoder with a linear tagger learns the labelled words and (`soft`) the
-    teacher's tags of the unlabeled ones, gradients clipped at 1. The epoch with the best
-    `dev_score` is returned; `out` holds the checkpoint a stopped run resumes from."""
+    """A token task's own body (TinyBERT's task-aware distillation, word by word): the whole
+    encoder with a linear tagger learns the labelled words and (`soft`) the teacher's tags of
+    the unlabeled ones; resumable from `out`."""
     torch.manual_seed(settings.seed)
     model = TokenClassifier(encoder, labels, settings.reduction, kind="full")
-    method = _BodyMethod(model, train, dev, pad_id, dev_score, soft)
-    loop = LoopSettings.of(settings, metric="dev_score", higher_is_better=True)
-    result = Loop(loop, out, "body distillation").run(method, config=asdict(settings))
-    model.load_state_dict(method.best or torch.load(out / BEST, map_location="cpu"))
-    best = max(result["history"], key=lambda h: h["dev_score"])  # the first reaching it
-    return model.eval(), {
-        "best_epoch": int(best["epoch"]),
-        "dev_score": round(float(best["dev_score"]), 4),
-        "history": [
-            {k: h[k] for k in ("epoch", "train_loss", "dev_score")} for h in result["history"]
-        ],
-        "seconds": result["seconds"],
-    }
+    method = _TaggerMethod(model, train, dev, pad_id, dev_score, soft)
+    return model, fit_body(method, settings, out, "dev_score")
 
 
 def word_scores(

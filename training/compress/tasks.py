@@ -39,7 +39,14 @@ from training.compress.encoders import (
     load_encoder,
     load_student,
 )
-from training.compress.head import EncoderClassifier, HeadSettings, Soft, logits, train_head
+from training.compress.head import (
+    EncoderClassifier,
+    HeadSettings,
+    Soft,
+    logits,
+    train_head,
+    train_text_body,
+)
 from training.compress.head import predict as predict_texts
 from training.compress.package import TOKENIZER_FILES
 from training.compress.tagger import (
@@ -84,13 +91,13 @@ class HeadDistillation(Settings):
 
 
 class BodyDistillation(HeadDistillation):
-    """Task-aware distillation of the body for a token task (TinyBERT's second phase, word
-    by word): the whole student with a linear tagger learns the baseline head's tags of
-    unlabeled text beside the labels, and its encoder carries the task's heads. A few
-    hundred labelled fragments cannot teach a small body what the task needs; the teacher's
-    tags of thousands of sentences can. The task then has a body of its own, packed with
-    its head, instead of sharing the topic student's. Without `texts`, the body is trained
-    whole on the labels alone (no teacher: where labelled sentences are many)."""
+    """Task-aware distillation of the body (TinyBERT's second phase): the whole student with
+    a classifier (a linear tagger for a token task) learns the baseline head's distribution
+    on unlabeled text (per text, or per word) beside the labels, and its encoder carries the
+    task's heads. A few hundred labelled rows cannot teach a small body what the task needs;
+    the teacher's predictions on thousands of sentences can. The task then has a body of its
+    own, packed with its head, instead of sharing the topic student's. Without `texts`, the
+    body is trained whole on the labels alone (no teacher: where labelled rows are many)."""
 
     texts: Path | None = None  # type: ignore[assignment]
     limit: int = Field(default=100_000, ge=1)
@@ -102,6 +109,8 @@ class BodyDistillation(HeadDistillation):
 class TaskSpec(Settings):
     data: Path  # train.tsv, dev.tsv and (optionally) test.tsv
     kind: Literal["sequence", "tokens"]
+    text_column: str = "text"  # sequence tasks: the columns of their .tsv files
+    label_column: str = "label"
     scheme: Literal["tags", "iob2"] | None = None  # tokens only
     labels: list[str] | None = None  # default: the sorted train labels
     holdout: float = Field(default=0.0, ge=0.0, lt=0.5)  # share of train to choose on
@@ -110,7 +119,7 @@ class TaskSpec(Settings):
     min_variant_agreement: float = Field(default=0.85, ge=0.0, le=1.0)
     head: TaskHeads | None = None  # this task's own settings (default: the config's)
     distill: HeadDistillation | None = None  # the student's heads
-    body: BodyDistillation | None = None  # token tasks: a task-distilled body of its own
+    body: BodyDistillation | None = None  # a body of its own, trained for the task
 
 
 class TasksConfig(Settings):
@@ -148,8 +157,6 @@ class TaskRun:
         spec = self.spec
         if spec.kind == "tokens" and spec.scheme is None:
             raise ValueError(f"task {task}: a token task needs scheme (tags or iob2)")
-        if spec.body is not None and spec.kind != "tokens":
-            raise ValueError(f"task {task}: body distillation is for token tasks")
         self.soft: Soft | SoftTags | None = None  # set by `distil_from`
         self.teacher: dict[str, Any] | None = None  # which head taught, and on what
         self.body: dict[str, Any] | None = None  # set by `distil_body`: how the body was made
@@ -187,7 +194,7 @@ class TaskRun:
     def _read(self, split: str) -> Split:
         path = self.spec.data / f"{split}.tsv"
         if self.spec.kind == "sequence":
-            table = read_table(path, "text", "label")
+            table = read_table(path, self.spec.text_column, self.spec.label_column)
             return table.texts, table.labels
         sentences = read_conll(path)
         return sentences.words, sentences.tags
@@ -431,9 +438,7 @@ class TaskRun:
         soft = None
         if spec.texts is not None:
             assert baseline is not None
-            teacher, taught = self._taught(baseline, spec, "body-teacher.npz")
-            assert isinstance(taught, SoftTags)
-            soft = taught
+            teacher, soft = self._taught(baseline, spec, "body-teacher.npz")
         settings = HeadSettings(
             "full", self.reduction, spec.learning_rate, spec.batch_size, spec.epochs, seed=1
         )
@@ -449,10 +454,22 @@ class TaskRun:
         else:
             pad = self.tokenizer.pad_token_id
             train, choose = self._encode(self.train), self._encode(self.choose)
-            model, log = distil_body(
-                self.encoder, self.labels, train, choose, pad, settings, self._choose_score,
-                soft, folder,
-            )  # fmt: skip
+            model: torch.nn.Module
+            if self.spec.kind == "tokens":
+                assert soft is None or isinstance(soft, SoftTags)
+                model, log = distil_body(
+                    self.encoder, self.labels, train, choose, pad, settings,
+                    self._choose_score, soft, folder,
+                )  # fmt: skip
+            else:
+                assert soft is None or isinstance(soft, Soft)
+                y = [
+                    [self.labels.index(v) for v in split[1]] for split in (self.train, self.choose)
+                ]
+                model, log = train_text_body(
+                    self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings,
+                    soft, folder,
+                )  # fmt: skip
             record = identity | log
             # the distilled tagger is itself a token model (a fully trained one): its figures
             for prefix, encoded, gold in (
