@@ -1098,11 +1098,14 @@ def test_the_family_table_marks_the_students_that_are_served() -> None:
     assert [n for n in older if served(n, older)] == ["small", "tiny-notask"]
 
 
-def test_a_token_task_can_distil_a_body_of_its_own(task_heads: Path, tmp_path: Path) -> None:
+def test_a_token_task_can_distil_a_body_of_its_own(
+    task_heads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """`body` on a token task: the whole student with a linear tagger learns the baseline's
     tags of unlabeled lines beside the labels (resumable, its best epoch kept), the heads
     are trained on that body, and the sources hold it (`body` is `.`), int8 rows, with the
-    figures of the model rebuilt from them. A second run reuses the body and every seed."""
+    figures of the model rebuilt from them. A second run reuses the body and every seed; a
+    changed student does not resume the other body's checkpoint."""
     rng = np.random.default_rng(4)
     texts = tmp_path / "unlabeled.txt"
     lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 6)))) + "." for _ in range(25)]
@@ -1146,6 +1149,13 @@ def test_a_token_task_can_distil_a_body_of_its_own(task_heads: Path, tmp_path: P
         assert main(["compress", "tasks", str(path)]) == 0
         again = json.loads((tmp_path / "tasks" / "pos" / "report.json").read_text())
         assert [run["choose_f1"] for run in again["runs"]] == first
+        (student / "note.txt").write_text("another student")
+        capsys.readouterr()
+        try:
+            assert main(["compress", "tasks", str(path)]) == 2
+        finally:
+            (student / "note.txt").unlink()
+        assert "was made with other settings" in capsys.readouterr().err
     finally:
         shutil.rmtree(sources, ignore_errors=True)
         shutil.rmtree(task_heads / "models" / "vi-pos-body", ignore_errors=True)

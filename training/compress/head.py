@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -249,12 +249,15 @@ def fit_head(method: HeadMethod, settings: HeadSettings, name: str, metric: str)
     }
 
 
-def fit_body(method: HeadMethod, settings: HeadSettings, out: Path, metric: str) -> dict[str, Any]:
+def fit_body(
+    method: HeadMethod, settings: HeadSettings, out: Path, metric: str, identity: dict[str, Any]
+) -> dict[str, Any]:
     """Train a method whose model is trained whole (a task's own body) on the shared loop,
-    gradients clipped at 1, checkpointed in `out` at every evaluation (a stopped run resumes);
-    the epoch with the best `metric` is loaded into it, from disk if it came before a stop."""
+    gradients clipped at 1, checkpointed in `out` at every evaluation (a stopped run resumes;
+    a checkpoint of another `identity`, another body or teacher, is refused); the epoch with
+    the best `metric` is loaded into it, from disk if it came before a stop."""
     loop_settings = LoopSettings.of(settings, metric=metric, higher_is_better=True)
-    result = Loop(loop_settings, out, "body").run(method, config=asdict(settings))
+    result = Loop(loop_settings, out, "body").run(method, config=identity)
     method.model.load_state_dict(method.best or torch.load(out / BEST, map_location="cpu"))
     method.model.eval()
     best = max(result["history"], key=lambda h: h[metric])  # the first epoch reaching it
@@ -275,13 +278,14 @@ def train_text_body(
     settings: HeadSettings,
     soft: Soft | None,
     out: Path,
+    identity: dict[str, Any],
 ) -> tuple[EncoderClassifier, dict[str, Any]]:
     """A text task's own body: the whole encoder with a classifier learns the labelled rows
     and (`soft`) the teacher's distribution on the unlabeled ones; resumable from `out`."""
     torch.manual_seed(settings.seed)
     model = EncoderClassifier(encoder, labels, "full", settings.reduction)
     method = _HeadMethod(model, train, dev, labels, pad_id, soft)
-    return model, fit_body(method, settings, out, "dev_macro_f1")
+    return model, fit_body(method, settings, out, "dev_macro_f1", identity)
 
 
 def train_head(

@@ -251,6 +251,7 @@ def distil_body(
     dev_score: Score,
     soft: SoftTags | None,
     out: Path,
+    identity: dict[str, Any],
 ) -> tuple[TokenClassifier, dict[str, Any]]:
     """A token task's own body (TinyBERT's task-aware distillation, word by word): the whole
     encoder with a linear tagger learns the labelled words and (`soft`) the teacher's tags of
@@ -258,7 +259,7 @@ def distil_body(
     torch.manual_seed(settings.seed)
     model = TokenClassifier(encoder, labels, settings.reduction, kind="full")
     method = _TaggerMethod(model, train, dev, pad_id, dev_score, soft)
-    return model, fit_body(method, settings, out, "dev_score")
+    return model, fit_body(method, settings, out, "dev_score", identity)
 
 
 def word_scores(

@@ -459,7 +459,7 @@ class TaskRun:
                 assert soft is None or isinstance(soft, SoftTags)
                 model, log = distil_body(
                     self.encoder, self.labels, train, choose, pad, settings,
-                    self._choose_score, soft, folder,
+                    self._choose_score, soft, folder, identity,
                 )  # fmt: skip
             else:
                 assert soft is None or isinstance(soft, Soft)
@@ -468,7 +468,7 @@ class TaskRun:
                 ]
                 model, log = train_text_body(
                     self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings,
-                    soft, folder,
+                    soft, folder, identity,
                 )  # fmt: skip
             record = identity | log
             # the distilled tagger is itself a token model (a fully trained one): its figures
@@ -501,6 +501,11 @@ class TaskRun:
         figures are the ones recorded."""
         name = self.spec.name or f"{self.config.language}-{self.task}"
         out = self.config.sources / name
+        tokenizer = {  # read first: the student's sources may be the ones replaced
+            file: (self.config.student / file).read_bytes()
+            for file in TOKENIZER_FILES
+            if self.body is not None and (self.config.student / file).is_file()
+        }
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
@@ -512,9 +517,8 @@ class TaskRun:
             body = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
             save_file(compact(body), str(out / WEIGHTS))
             self.encoder.config.to_json_file(str(out / ENCODER_CONFIG))
-            for file in TOKENIZER_FILES:  # the student's tokenizer, as committed
-                if (self.config.student / file).is_file():
-                    shutil.copyfile(self.config.student / file, out / file)
+            for file, data in tokenizer.items():  # the student's tokenizer, as committed
+                (out / file).write_bytes(data)
         tokens = self.spec.kind == "tokens"
         reference = [" ".join(w) for w in self.report[0][:200]] if tokens else self.report[0][:200]
         best = next(r for r in result["runs"] if r["seed"] == result["best_seed"])
@@ -678,9 +682,10 @@ def build_task_head(source_dir: Path, out: Path, record: bool = False) -> dict[s
 
     model, tokenizer, source = rebuild_task_model(source_dir)
     tokens = source.bundle.task == "token-classification"
+    body = "its own body, trained for the task" if source.body == "." else source.body
     description = (
         f"{source.bundle.language} {source.bundle.name}: "
-        f"{'token' if tokens else 'text'} head on the compressed student {source.body}"
+        f"{'token' if tokens else 'text'} head on the compressed student ({body})"
     )
     predictor = predict_word_tags if tokens else None
     return export_from_sources(model, tokenizer, source_dir, out, record, description, predictor)
