@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -1026,25 +1028,33 @@ def test_unlabeled_text_is_split_into_words_as_the_tagging_sets_are() -> None:
     assert words_of("Đồng bằng sông Cửu Long.") == ["Đồng", "bằng", "sông", "Cửu", "Long", "."]
 
 
+def pos_task_with(
+    task_heads: Path, tmp_path: Path, seed: int, name: str, extra: dict
+) -> tuple[Path, Path, list[str]]:
+    """A tasks config of the fixture's POS task alone, named `name`, with `extra` settings and
+    25 unlabeled lines written for it (`{texts}` in `extra` is their path): the config's path,
+    the texts' path and the lines."""
+    rng = np.random.default_rng(seed)
+    texts = tmp_path / "unlabeled.txt"
+    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 6)))) + "." for _ in range(25)]
+    texts.write_text("\n".join(lines) + "\n")
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    settings = {k: v | {"texts": str(texts)} for k, v in extra.items()}
+    pos = config["tasks"]["pos"] | {"name": name, "default": False} | settings
+    config |= {"out": str(tmp_path / "tasks"), "tasks": {"pos": pos}}
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, texts, lines
+
+
 def test_token_heads_distil_the_baselines_tags_on_unlabeled_sentences(
     task_heads: Path, tmp_path: Path
 ) -> None:
     """`distill` on a token task: the baseline's chosen POS head tags every word of the
     unlabeled lines (its rows kept in `teacher.npz`, one per word), and the student's heads
     learn them beside the labels."""
-    rng = np.random.default_rng(3)
-    texts = tmp_path / "unlabeled.txt"
-    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 6)))) + "." for _ in range(25)]
-    texts.write_text("\n".join(lines) + "\n")
-    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
-    pos = config["tasks"]["pos"] | {
-        "name": "vi-pos-distilled",
-        "default": False,
-        "distill": {"texts": str(texts), "limit": 20, "temperature": 2.0},
-    }
-    config |= {"out": str(tmp_path / "tasks"), "tasks": {"pos": pos}}
-    path = tmp_path / "tasks.yaml"
-    path.write_text(yaml.safe_dump(config))
+    distill = {"distill": {"limit": 20, "temperature": 2.0}}
+    path, _, lines = pos_task_with(task_heads, tmp_path, 3, "vi-pos-distilled", distill)
     shutil.copytree(
         task_heads / "tasks" / "baseline" / "pos", tmp_path / "tasks" / "baseline" / "pos"
     )
@@ -1106,19 +1116,8 @@ def test_a_token_task_can_distil_a_body_of_its_own(
     are trained on that body, and the sources hold it (`body` is `.`), int8 rows, with the
     figures of the model rebuilt from them. A second run reuses the body and every seed; a
     changed student does not resume the other body's checkpoint."""
-    rng = np.random.default_rng(4)
-    texts = tmp_path / "unlabeled.txt"
-    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 6)))) + "." for _ in range(25)]
-    texts.write_text("\n".join(lines) + "\n")
-    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
-    pos = config["tasks"]["pos"] | {
-        "name": "vi-pos-body",
-        "default": False,
-        "body": {"texts": str(texts), "limit": 20, "epochs": 2, "batch_size": 8},
-    }
-    config |= {"out": str(tmp_path / "tasks"), "tasks": {"pos": pos}}
-    path = tmp_path / "tasks.yaml"
-    path.write_text(yaml.safe_dump(config))
+    body = {"body": {"limit": 20, "epochs": 2, "batch_size": 8}}
+    path, _, _ = pos_task_with(task_heads, tmp_path, 4, "vi-pos-body", body)
     shutil.copytree(
         task_heads / "tasks" / "baseline" / "pos", tmp_path / "tasks" / "baseline" / "pos"
     )
@@ -1161,6 +1160,23 @@ def test_a_token_task_can_distil_a_body_of_its_own(
         shutil.rmtree(task_heads / "models" / "vi-pos-body", ignore_errors=True)
 
 
+@contextmanager
+def packed_alone(task_heads: Path, tmp_path: Path, task: str, spec: dict) -> Iterator[Path]:
+    """The fixture's tasks config with `task` alone (as `spec`, which names its bundle), run
+    into `tmp_path`: its sources, removed with its bundle afterwards."""
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    config |= {"out": str(tmp_path / "tasks"), "tasks": {task: spec}}
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    sources = task_heads / "models" / "sources" / spec["name"]
+    try:
+        assert main(["compress", "tasks", str(path)]) == 0
+        yield sources
+    finally:
+        shutil.rmtree(sources, ignore_errors=True)
+        shutil.rmtree(task_heads / "models" / spec["name"], ignore_errors=True)
+
+
 def test_a_token_tasks_body_can_be_trained_on_its_labels_alone(
     task_heads: Path, tmp_path: Path
 ) -> None:
@@ -1168,18 +1184,10 @@ def test_a_token_tasks_body_can_be_trained_on_its_labels_alone(
     trained whole on the labelled sentences and carries the heads."""
     config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
     ner = config["tasks"]["ner"] | {"name": "vi-ner-body", "body": {"epochs": 1, "batch_size": 8}}
-    config |= {"out": str(tmp_path / "tasks"), "tasks": {"ner": ner}}
-    path = tmp_path / "tasks.yaml"
-    path.write_text(yaml.safe_dump(config))
-    sources = task_heads / "models" / "sources" / "vi-ner-body"
-    try:
-        assert main(["compress", "tasks", str(path)]) == 0
+    with packed_alone(task_heads, tmp_path, "ner", ner) as sources:
         source = json.loads((sources / "source.json").read_text())
         assert source["body"] == "."
         assert "its body trained whole for the task on the labels" in source["provenance"]["method"]
-    finally:
-        shutil.rmtree(sources, ignore_errors=True)
-        shutil.rmtree(task_heads / "models" / "vi-ner-body", ignore_errors=True)
     report = json.loads((tmp_path / "tasks" / "ner" / "report.json").read_text())
     assert report["body"]["teacher"] is None
     body = json.loads((tmp_path / "tasks" / "ner" / "body" / "body.json").read_text())
@@ -1198,24 +1206,15 @@ def test_a_text_task_can_train_a_body_of_its_own_and_name_its_columns(
     for split in ("train", "dev", "test"):
         rows = (task_heads / "tasks-data" / "sa" / f"{split}.tsv").read_text().splitlines()
         (data / f"{split}.tsv").write_text("\n".join(["sentence\tcategory", *rows[1:]]) + "\n")
-    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
     topic = {"data": str(data), "kind": "sequence", "text_column": "sentence",
              "label_column": "category", "name": "vi-topic-own",
              "body": {"epochs": 2, "batch_size": 8}}  # fmt: skip
-    config |= {"out": str(tmp_path / "tasks"), "tasks": {"topic": topic}}
-    path = tmp_path / "tasks.yaml"
-    path.write_text(yaml.safe_dump(config))
-    sources = task_heads / "models" / "sources" / "vi-topic-own"
-    try:
-        assert main(["compress", "tasks", str(path)]) == 0
+    with packed_alone(task_heads, tmp_path, "topic", topic) as sources:
         source = json.loads((sources / "source.json").read_text())
         assert source["body"] == "."
         manifest = load_bundle(task_heads / "models" / "vi-topic-own").manifest
         assert (manifest.task, manifest.default) == ("classification", False)
         assert sorted(manifest.labels) == ["negative", "positive"]
-    finally:
-        shutil.rmtree(sources, ignore_errors=True)
-        shutil.rmtree(task_heads / "models" / "vi-topic-own", ignore_errors=True)
     report = json.loads((tmp_path / "tasks" / "topic" / "report.json").read_text())
     assert report["body"]["teacher"] is None
     body = json.loads((tmp_path / "tasks" / "topic" / "body" / "body.json").read_text())

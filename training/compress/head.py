@@ -249,16 +249,26 @@ def fit_head(method: HeadMethod, settings: HeadSettings, name: str, metric: str)
     }
 
 
+@dataclass
+class BodyRun:
+    """A body's training (a task's own body, trained whole): the directory of its checkpoint
+    and what identifies it (the body it started from, its settings and teacher), so that a
+    checkpoint of another is refused rather than resumed."""
+
+    out: Path
+    identity: dict[str, Any]
+
+
 def fit_body(
-    method: HeadMethod, settings: HeadSettings, out: Path, metric: str, identity: dict[str, Any]
+    method: HeadMethod, settings: HeadSettings, body: BodyRun, metric: str
 ) -> dict[str, Any]:
-    """Train a method whose model is trained whole (a task's own body) on the shared loop,
-    gradients clipped at 1, checkpointed in `out` at every evaluation (a stopped run resumes;
-    a checkpoint of another `identity`, another body or teacher, is refused); the epoch with
-    the best `metric` is loaded into it, from disk if it came before a stop."""
+    """Train a method whose model is trained whole on the shared loop, gradients clipped at 1,
+    checkpointed at every evaluation (a stopped run resumes); the epoch with the best
+    `metric` is loaded into it, from disk if it came before a stop."""
     loop_settings = LoopSettings.of(settings, metric=metric, higher_is_better=True)
-    result = Loop(loop_settings, out, "body").run(method, config=identity)
-    method.model.load_state_dict(method.best or torch.load(out / BEST, map_location="cpu"))
+    result = Loop(loop_settings, body.out, "body").run(method, config=body.identity)
+    best_weights = method.best or torch.load(body.out / BEST, map_location="cpu")
+    method.model.load_state_dict(best_weights)
     method.model.eval()
     best = max(result["history"], key=lambda h: h[metric])  # the first epoch reaching it
     return {
@@ -269,25 +279,6 @@ def fit_body(
     }
 
 
-def train_text_body(
-    encoder: BertModel,
-    labels: list[str],
-    train: tuple[list[list[int]], list[int]],
-    dev: tuple[list[list[int]], list[int]],
-    pad_id: int,
-    settings: HeadSettings,
-    soft: Soft | None,
-    out: Path,
-    identity: dict[str, Any],
-) -> tuple[EncoderClassifier, dict[str, Any]]:
-    """A text task's own body: the whole encoder with a classifier learns the labelled rows
-    and (`soft`) the teacher's distribution on the unlabeled ones; resumable from `out`."""
-    torch.manual_seed(settings.seed)
-    model = EncoderClassifier(encoder, labels, "full", settings.reduction)
-    method = _HeadMethod(model, train, dev, labels, pad_id, soft)
-    return model, fit_body(method, settings, out, "dev_macro_f1", identity)
-
-
 def train_head(
     encoder: BertModel,
     labels: list[str],
@@ -296,10 +287,14 @@ def train_head(
     pad_id: int,
     settings: HeadSettings,
     soft: Soft | None = None,
+    body: BodyRun | None = None,
 ) -> tuple[EncoderClassifier, dict[str, Any]]:
     """Train one head on the shared loop (on `soft`'s teacher too, if given); the weights
-    of the epoch with the best dev macro-F1 are returned."""
+    of the epoch with the best dev macro-F1 are returned. With `body`, a body of the task's
+    own (`settings.kind` full), checkpointed there."""
     torch.manual_seed(settings.seed)
     model = EncoderClassifier(encoder, labels, settings.kind, settings.reduction)
     method = _HeadMethod(model, train, dev, labels, pad_id, soft)
+    if body is not None:
+        return model, fit_body(method, settings, body, "dev_macro_f1")
     return model, fit_head(method, settings, f"head seed {settings.seed}", "dev_macro_f1")

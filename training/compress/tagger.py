@@ -23,7 +23,14 @@ from transformers.modeling_outputs import TokenClassifierOutput
 
 from training.batches import pad_rows
 from training.compress.distill import prediction_loss
-from training.compress.head import AdaptedHead, HeadMethod, HeadSettings, fit_body, fit_head
+from training.compress.head import (
+    AdaptedHead,
+    BodyRun,
+    HeadMethod,
+    HeadSettings,
+    fit_body,
+    fit_head,
+)
 
 IGNORE = -100  # the loss skips every sub-word but a word's first
 
@@ -232,34 +239,18 @@ def train_tagger(
     settings: HeadSettings,
     dev_score: Score,
     soft: SoftTags | None = None,
+    body: BodyRun | None = None,
 ) -> tuple[TokenClassifier, dict[str, Any]]:
     """Train one head on the shared loop (on `soft`'s teacher too, if given); the weights
-    of the epoch with the best `dev_score` are returned."""
+    of the epoch with the best `dev_score` are returned. With `body`, a body of the task's
+    own (`settings.kind` full: TinyBERT's task-aware distillation, word by word),
+    checkpointed there."""
     torch.manual_seed(settings.seed)
-    model = TokenClassifier(encoder, labels, settings.reduction)
+    model = TokenClassifier(encoder, labels, settings.reduction, settings.kind)
     method = _TaggerMethod(model, train, dev, pad_id, dev_score, soft)
+    if body is not None:
+        return model, fit_body(method, settings, body, "dev_score")
     return model, fit_head(method, settings, f"tagger seed {settings.seed}", "dev_score")
-
-
-def distil_body(
-    encoder: BertModel,
-    labels: list[str],
-    train: Encoded,
-    dev: Encoded,
-    pad_id: int,
-    settings: HeadSettings,
-    dev_score: Score,
-    soft: SoftTags | None,
-    out: Path,
-    identity: dict[str, Any],
-) -> tuple[TokenClassifier, dict[str, Any]]:
-    """A token task's own body (TinyBERT's task-aware distillation, word by word): the whole
-    encoder with a linear tagger learns the labelled words and (`soft`) the teacher's tags of
-    the unlabeled ones; resumable from `out`."""
-    torch.manual_seed(settings.seed)
-    model = TokenClassifier(encoder, labels, settings.reduction, kind="full")
-    method = _TaggerMethod(model, train, dev, pad_id, dev_score, soft)
-    return model, fit_body(method, settings, out, "dev_score", identity)
 
 
 def word_scores(

@@ -40,12 +40,13 @@ from training.compress.encoders import (
     load_student,
 )
 from training.compress.head import (
+    AdaptedHead,
+    BodyRun,
     EncoderClassifier,
     HeadSettings,
     Soft,
     logits,
     train_head,
-    train_text_body,
 )
 from training.compress.head import predict as predict_texts
 from training.compress.package import TOKENIZER_FILES
@@ -53,7 +54,6 @@ from training.compress.tagger import (
     Sentences,
     SoftTags,
     TokenClassifier,
-    distil_body,
     encode,
     encode_words,
     predict,
@@ -320,7 +320,7 @@ class TaskRun:
         return result
 
     def _train(
-        self, settings: HeadSettings, train: Any, choose: Any
+        self, settings: HeadSettings, train: Any, choose: Any, body: BodyRun | None = None
     ) -> tuple[torch.nn.Module, dict[str, Any]]:
         pad = self.tokenizer.pad_token_id
         model: torch.nn.Module
@@ -328,7 +328,7 @@ class TaskRun:
             assert self.soft is None or isinstance(self.soft, SoftTags)
             model, log = train_tagger(
                 self.encoder, self.labels, train, choose, pad, settings, self._choose_score,
-                self.soft,
+                self.soft, body,
             )  # fmt: skip
         else:
             y = (
@@ -337,8 +337,9 @@ class TaskRun:
             )
             assert self.soft is None or isinstance(self.soft, Soft)
             model, log = train_head(
-                self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings, self.soft
-            )
+                self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings, self.soft,
+                body,
+            )  # fmt: skip
         return model, log
 
     def _choose_score(self, predicted: list[list[int | None]]) -> float:
@@ -452,24 +453,11 @@ class TaskRun:
             print(f"{self.task}: body distilled earlier ({folder})", flush=True)
             self.encoder = load_encoder(weights)
         else:
-            pad = self.tokenizer.pad_token_id
             train, choose = self._encode(self.train), self._encode(self.choose)
-            model: torch.nn.Module
-            if self.spec.kind == "tokens":
-                assert soft is None or isinstance(soft, SoftTags)
-                model, log = distil_body(
-                    self.encoder, self.labels, train, choose, pad, settings,
-                    self._choose_score, soft, folder, identity,
-                )  # fmt: skip
-            else:
-                assert soft is None or isinstance(soft, Soft)
-                y = [
-                    [self.labels.index(v) for v in split[1]] for split in (self.train, self.choose)
-                ]
-                model, log = train_text_body(
-                    self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings,
-                    soft, folder, identity,
-                )  # fmt: skip
+            self.soft = soft  # the body learns the teacher; the heads trained on it do not
+            model, log = self._train(settings, train, choose, BodyRun(folder, identity))
+            self.soft = None
+            assert isinstance(model, AdaptedHead)
             record = identity | log
             # the distilled tagger is itself a token model (a fully trained one): its figures
             for prefix, encoded, gold in (
