@@ -459,7 +459,7 @@ class TaskRun:
             self.soft = None
             assert isinstance(model, AdaptedHead)
             record = identity | log
-            # the distilled tagger is itself a token model (a fully trained one): its figures
+            # the body with its own classifier is itself a model (trained whole): its figures
             for prefix, encoded, gold in (
                 ("choose", choose, self.choose[1]),
                 ("report", self._encode(self.report), self.report[1]),
