@@ -37,3 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if "torch" in sys.modules:  # a command that trained: its processes part cleanly
+            from training.loop import leave_process_group
+
+            leave_process_group()

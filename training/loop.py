@@ -104,6 +104,14 @@ def processes() -> PartialState:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def leave_process_group() -> None:
+    """End a run launched on several processes (torchrun) by leaving its process group:
+    gloo's worker threads still alive when the interpreter is torn down abort the process
+    (SIGABRT, "terminate called without an active exception"). A no-op on one process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def shard(rows: list[int], rank: int, world: int) -> list[int]:
     """Rank `rank`'s part of a global batch: every world-th example (disjoint across ranks,
     together the whole batch)."""

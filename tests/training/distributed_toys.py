@@ -20,6 +20,7 @@ from transformers import BertConfig, BertModel
 from training.compress.distill import Distillation, DistillSettings, distill
 from training.kda.student import KDAStudent
 from training.kda.train import FitSettings, _KDAMethod, fit
+from training.loop import leave_process_group
 
 SEEN: list[list[int]] = []
 
@@ -97,6 +98,7 @@ def main(argv: list[str]) -> None:
         weights = report.pop("weights")
         save_file({k: v.contiguous() for k, v in weights.items()}, str(out / "toy.safetensors"))
         (out / "toy-report.json").write_text(json.dumps(report, default=str))
+    leave_process_group()
 
 
 if __name__ == "__main__":
