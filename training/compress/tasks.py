@@ -291,8 +291,8 @@ class TaskRun:
         if self.teacher is not None:
             identity["distill"] = self.teacher
         if saved.is_file():
-            earlier: dict[str, Any] = json.loads(saved.read_text())
-            if {k: earlier.get(k) for k in identity} == identity:
+            earlier = _record_of(saved, identity)
+            if earlier is not None:
                 print(f"{self.task} seed {seed} lr {rate:g}: done earlier ({saved})", flush=True)
                 return earlier
             print(
@@ -443,15 +443,13 @@ class TaskRun:
         settings = HeadSettings(
             "full", self.reduction, spec.learning_rate, spec.batch_size, spec.epochs, seed=1
         )
-        identity = {"encoder_id": self.encoder_id, "settings": asdict(settings)} | {
-            "teacher": teacher
-        }
+        identity = {"encoder_id": self.encoder_id, "settings": asdict(settings), "teacher": teacher}
         folder = self.folder / "body"
         saved, weights = folder / "body.json", folder / "encoder"
-        record = json.loads(saved.read_text()) if saved.is_file() else {}
-        if {k: record.get(k) for k in identity} == identity and weights.is_dir():
+        earlier = _record_of(saved, identity) if weights.is_dir() else None
+        if earlier is not None:
             print(f"{self.task}: body distilled earlier ({folder})", flush=True)
-            self.encoder = load_encoder(weights)
+            self.encoder, record = load_encoder(weights), earlier
         else:
             train, choose = self._encode(self.train), self._encode(self.choose)
             self.soft = soft  # the body learns the teacher; the heads trained on it do not
@@ -566,6 +564,15 @@ class TaskRun:
             evaluation[0] |= rebuilt | {"trained_body": trained}
             write_sources(out, source)
         return out
+
+
+def _record_of(saved: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished run's saved record, if there is one and it was made with `identity` (the
+    same body, settings and teacher); None otherwise."""
+    if not saved.is_file():
+        return None
+    record: dict[str, Any] = json.loads(saved.read_text())
+    return record if {k: record.get(k) for k in identity} == identity else None
 
 
 def _head_model(
