@@ -32,6 +32,7 @@ from pydantic import Field
 from safetensors.torch import load_file, save_file
 from transformers import BertModel
 
+from training.compress.distill import most_important
 from training.compress.encoders import (
     ENCODER_CONFIG,
     WEIGHTS,
@@ -50,6 +51,7 @@ from training.compress.head import (
 )
 from training.compress.head import predict as predict_texts
 from training.compress.package import TOKENIZER_FILES
+from training.compress.surgery import ffn_contribution, prune_ffn
 from training.compress.tagger import (
     Sentences,
     SoftTags,
@@ -104,6 +106,10 @@ class BodyDistillation(HeadDistillation):
     epochs: int = Field(default=3, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0, lt=1)
     batch_size: int = Field(default=32, ge=1)
+    # the student's FFN cut to this many neurons per layer before the body trains (those that
+    # contribute most on the task's train texts): a faster body than the student, repaired
+    # by this training; None keeps the student's shape
+    ffn: int | None = Field(default=None, ge=1)
 
 
 class TaskSpec(Settings):
@@ -444,6 +450,8 @@ class TaskRun:
             "full", self.reduction, spec.learning_rate, spec.batch_size, spec.epochs, seed=1
         )
         identity = {"encoder_id": self.encoder_id, "settings": asdict(settings), "teacher": teacher}
+        if spec.ffn is not None:
+            identity["ffn"] = spec.ffn
         folder = self.folder / "body"
         saved, weights = folder / "body.json", folder / "encoder"
         earlier = _record_of(saved, identity) if weights.is_dir() else None
@@ -451,6 +459,8 @@ class TaskRun:
             print(f"{self.task}: body distilled earlier ({folder})", flush=True)
             self.encoder, record = load_encoder(weights), earlier
         else:
+            if spec.ffn is not None:
+                self.encoder = self._cut_ffn(spec.ffn)
             train, choose = self._encode(self.train), self._encode(self.choose)
             self.soft = soft  # the body learns the teacher; the heads trained on it do not
             model, log = self._train(settings, train, choose, BodyRun(folder, identity))
@@ -472,13 +482,30 @@ class TaskRun:
         self.encoder_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         self.body = {k: v for k, v in record.items() if k != "history"}
 
+    def _cut_ffn(self, width: int) -> BertModel:
+        """The student with `width` FFN neurons per layer: those that contribute most on the
+        task's train texts (`ffn_contribution`)."""
+        size = self.encoder.config.intermediate_size
+        if width > size:
+            raise ValueError(
+                f"task {self.task}: body ffn {width} is wider than the student's {size}"
+            )
+        texts = (
+            self.train[0] if self.spec.kind == "sequence" else [" ".join(w) for w in self.train[0]]
+        )
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)
+        pad = self.tokenizer.pad_token_id
+        contribution = ffn_contribution(self.encoder, [list(x) for x in ids["input_ids"]], pad)
+        return prune_ffn(self.encoder, most_important(contribution, width))
+
     def _body_method(self) -> str:
         """How the task's own body was made, for the sources' provenance."""
         if self.body is None:
             return ""
+        cut = f" with its FFN cut to {self.body['ffn']}" if self.body.get("ffn") else ""
         if self.body["teacher"] is None:
-            return ", its body trained whole for the task on the labels"
-        return f", its body distilled for the task from {self.body['teacher']['teacher']}"
+            return f", its body{cut} trained whole for the task on the labels"
+        return f", its body{cut} distilled for the task from {self.body['teacher']['teacher']}"
 
     def pack(self, result: dict[str, Any]) -> Path:
         """The best head as sources naming the student as their body, or (a task-distilled
