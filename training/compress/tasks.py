@@ -449,7 +449,11 @@ class TaskRun:
         settings = HeadSettings(
             "full", self.reduction, spec.learning_rate, spec.batch_size, spec.epochs, seed=1
         )
-        identity = {"encoder_id": self.encoder_id, "settings": asdict(settings), "teacher": teacher}
+        identity: dict[str, Any] = {
+            "encoder_id": self.encoder_id,
+            "settings": asdict(settings),
+            "teacher": teacher,
+        }
         if spec.ffn is not None:
             identity["ffn"] = spec.ffn
         folder = self.folder / "body"
