@@ -441,6 +441,11 @@ class TaskRun:
         record; the heads are then trained on it and packed with it."""
         spec = self.spec.body
         assert spec is not None
+        size = self.encoder.config.intermediate_size
+        if spec.ffn is not None and spec.ffn > size:  # before the teacher labels any text
+            raise ValueError(
+                f"task {self.task}: body ffn {spec.ffn} is wider than the student's {size}"
+            )
         teacher: dict[str, Any] | None = None
         soft = None
         if spec.texts is not None:
@@ -489,11 +494,6 @@ class TaskRun:
     def _cut_ffn(self, width: int) -> BertModel:
         """The student with `width` FFN neurons per layer: those that contribute most on the
         task's train texts (`ffn_contribution`)."""
-        size = self.encoder.config.intermediate_size
-        if width > size:
-            raise ValueError(
-                f"task {self.task}: body ffn {width} is wider than the student's {size}"
-            )
         texts = (
             self.train[0] if self.spec.kind == "sequence" else [" ".join(w) for w in self.train[0]]
         )
