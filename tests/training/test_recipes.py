@@ -175,3 +175,31 @@ def test_source_fields_replace_only_the_keys_given(tmp_path: Path) -> None:
         script.main([str(tmp_path), "[1, 2]"])
     with pytest.raises(SystemExit, match=r"no source\.json"):
         script.main([str(tmp_path / "missing"), "{}"])
+
+
+def test_the_frontier_plot_marks_a_continued_student_against_its_familys_baseline(
+    tmp_path: Path,
+) -> None:
+    """A continued student's heads report (`compress tasks`) beside a family's table is one
+    point: its parameters over the uncompressed row's, its mean test macro-F1 minus that
+    row's; starred (served) when its `served` field says so, and on the frontier if no point
+    beats it."""
+    frontier = recipe_script("compress_frontier")
+    folder = tmp_path / "sw"
+    folder.mkdir()
+    uncompressed = {"parameters": 1000, "share_of_uncompressed": 1.0,
+                    "test_macro_f1": {"mean": 0.80}}  # fmt: skip
+    table = {"rows": {"uncompressed": uncompressed,
+                      "vocab": {"share_of_uncompressed": 0.2, "test_macro_f1": {"mean": 0.70}}},
+             "served": False}  # fmt: skip
+    (folder / "small.json").write_text(json.dumps(table))
+    report = {"encoder_parameters": 100, "figures": {"report_macro_f1": {"mean": 0.75}},
+              "served": True}  # fmt: skip
+    (folder / "fast-task.json").write_text(json.dumps(report))
+    share, drop = frontier.continued_point(report, uncompressed)
+    assert share == pytest.approx(0.1)
+    assert drop == pytest.approx(-5.0)
+    assert frontier.plot("sw", folder) == folder / "frontier.png"
+    assert (folder / "frontier.png").stat().st_size > 10_000
+    found = [("small: vocab", 0.2, -10.0, False), ("fast", share, drop, True)]
+    assert frontier.frontier(found) == [(share, drop)]  # fewer parameters and a smaller drop

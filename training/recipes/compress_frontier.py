@@ -5,7 +5,11 @@ drop from its own uncompressed model.
 
     python training/recipes/compress_frontier.py [--reports reports/compress]
 
-writes `<reports>/<lang>/frontier.png` for each language folder holding at least one table."""
+writes `<reports>/<lang>/frontier.png` for each language folder holding at least one table.
+A student whose task-aware distillation was continued as a body trained for topics (`python -m
+training compress tasks`, e.g. `training/recipes/tasks-sw-fast.yaml`) is a point of its own,
+read from its heads' report copied beside the tables (`CONTINUED`), its `served` field set when
+the rule put it in a slot."""
 
 from __future__ import annotations
 
@@ -43,6 +47,20 @@ TABLES = {
     "fast": "faster (384, FFN 768)",
     "fast-notask": "faster, no task-aware distillation",
 }
+
+# the heads' report of a student whose task-aware distillation was continued (`compress tasks`)
+CONTINUED = {
+    "tiny-continued": "tiny, its body distilled for topics",
+    "fast-task": "faster (FFN 768), its body distilled for topics",
+}
+
+
+def continued_point(report: dict[str, Any], uncompressed: dict[str, Any]) -> tuple[float, float]:
+    """(share, drop in points) of a continued student's heads against the family's
+    uncompressed row (the same SIB-200 test split, mean over seeds)."""
+    share = report["encoder_parameters"] / uncompressed["parameters"]
+    drop = report["figures"]["report_macro_f1"]["mean"] - uncompressed["test_macro_f1"]["mean"]
+    return share, 100 * drop
 
 
 def points(table: dict[str, Any], name: str, serves: bool) -> list[tuple[str, float, float, bool]]:
@@ -88,6 +106,18 @@ def plot(language: str, folder: Path) -> Path | None:
             if starred:
                 ax.scatter([100 * share], [drop], marker="*", s=220, facecolors="none",
                            edgecolors="black")  # fmt: skip
+    uncompressed = next(iter(tables.values()))["rows"]["uncompressed"]
+    for number, (name, legend) in enumerate(CONTINUED.items()):
+        if not (folder / f"{name}.json").is_file():
+            continue
+        report = json.loads((folder / f"{name}.json").read_text())
+        share, drop = continued_point(report, uncompressed)
+        found.append((legend, share, drop, bool(report.get("served"))))
+        # colours after the tables' (C0-C3; the paper's points are red)
+        ax.scatter([100 * share], [drop], marker="D", color=f"C{4 + number}", label=legend)
+        if report.get("served"):
+            ax.scatter([100 * share], [drop], marker="*", s=220, facecolors="none",
+                       edgecolors="black")  # fmt: skip
     edge = frontier(found)
     ax.step([100 * s for s, _ in edge], [d for _, d in edge], where="post", color="grey",
             linestyle="--", label="our frontier")  # fmt: skip
