@@ -184,3 +184,43 @@ def builder(source_dir: Path) -> Callable[..., dict[str, Any]]:
     module, name = BUILDERS[read_sources(source_dir).kind].split(":")
     function: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), name)
     return function
+
+
+def rename_sources(source_dir: Path, name: str, default: bool | None = None) -> list[Path]:
+    """Move committed sources to `<parent>/<name>` and rename the bundle they build (its name,
+    its `out` and `sources` paths; `default` when given), then point every head beside them
+    that names them as its body at the new place: a student that gives up its slot to another
+    model keeps serving, with the heads trained on it, under a new name. The weights are not
+    touched, so the heads' identity of their body (`body_digest`) is unchanged. Returns the
+    heads rewritten."""
+    new = source_dir.parent / name
+    if new.exists():
+        raise ValueError(f"{new} exists already")
+    read_sources(source_dir)  # refuses what is not sources
+    fields = json.loads((source_dir / SOURCE).read_text(encoding="utf-8"))
+    bundle = fields["bundle"]
+    bundle["name"] = name
+    for key in ("out", "sources"):
+        if bundle.get(key):
+            bundle[key] = str(Path(bundle[key]).parent / name)
+    if default is not None:
+        bundle["default"] = default
+    heads = []
+    for head in sorted(source_dir.parent.glob(f"*/{SOURCE}")):
+        body = json.loads(head.read_text(encoding="utf-8")).get("body")
+        if body and body != "." and (head.parent / body).resolve() == source_dir.resolve():
+            heads.append(head.parent)
+    source_dir.rename(new)
+    _write_fields(new, fields)
+    for head in heads:
+        fields = json.loads((head / SOURCE).read_text(encoding="utf-8"))
+        fields["body"] = str(Path("..") / name)
+        _write_fields(head, fields)
+    return heads
+
+
+def _write_fields(source_dir: Path, fields: dict[str, Any]) -> None:
+    """source.json with its fields in their order (checked first), as `write_sources` writes."""
+    _ADAPTER.validate_python(fields)
+    text = json.dumps(fields, indent=2, ensure_ascii=False)
+    (source_dir / SOURCE).write_text(text + "\n", encoding="utf-8")

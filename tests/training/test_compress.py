@@ -910,6 +910,31 @@ def test_task_sources_hold_only_the_head_and_name_their_body(task_heads: Path) -
     assert source["bundle"]["label_scheme"] == "tags"
 
 
+def test_renamed_sources_keep_their_heads_which_follow_them(
+    task_heads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`rename`: a student giving up its slot moves to a new name with its bundle (made
+    non-default here), the heads that name it as their body point at the new place, keep
+    its identity, and still rebuild to their reference predictions; a taken name is refused."""
+    sources = tmp_path / "sources"
+    shutil.copytree(task_heads / "models" / "sources", sources)
+    before = body_digest(sources / "vi-topic")
+    assert main(["rename", str(sources / "vi-topic"), "vi-topic-small", "--default", "no"]) == 0
+    moved = json.loads((sources / "vi-topic-small" / "source.json").read_text())
+    assert moved["bundle"]["name"] == "vi-topic-small"
+    assert moved["bundle"]["default"] is False
+    assert Path(moved["bundle"]["out"]).name == "vi-topic-small"
+    assert not (sources / "vi-topic").exists()
+    assert body_digest(sources / "vi-topic-small") == before  # the heads' runs still match
+    pos = json.loads((sources / "vi-pos" / "source.json").read_text())
+    assert pos["body"] == "../vi-topic-small"
+    assert main(["build", str(sources / "vi-pos"), "--out", str(tmp_path / "pos")]) == 0
+    assert load_bundle(tmp_path / "pos").manifest.name == "vi-pos"
+    capsys.readouterr()
+    assert main(["rename", str(sources / "vi-topic-small"), "vi-pos"]) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
 def test_task_bundles_are_served_and_their_rebuild_is_checked(
     task_heads: Path, capsys: pytest.CaptureFixture
 ) -> None:

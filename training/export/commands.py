@@ -1,5 +1,6 @@
-"""`python -m training build` (a bundle from committed sources, whatever method made them)
-and `python -m training demo-bundle` (a tiny untrained one so the service can start)."""
+"""`python -m training build` (a bundle from committed sources, whatever method made them),
+`python -m training rename` (sources moved to another name, the heads on them following) and
+`python -m training demo-bundle` (a tiny untrained one so the service can start)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ def _build(args: argparse.Namespace) -> int:
     print(f"building {out} from {args.source} (one time) ...", flush=True)
     summary = build(args.source, out, record=args.record)
     emit(summary | {"seconds": round(time.perf_counter() - started, 1)})
+    return 0
+
+
+def _rename(args: argparse.Namespace) -> int:
+    from training.sources import rename_sources
+
+    default = {"yes": True, "no": False, None: None}[args.default]
+    heads = rename_sources(args.source, args.name, default)
+    moved = args.source.parent / args.name
+    emit({"sources": str(moved), "heads": [str(h) for h in heads]})
     return 0
 
 
@@ -73,6 +84,19 @@ def register(commands: Any) -> None:
         help="skip when the bundle was built from these sources",
     )
     rebuild.set_defaults(func=_build)
+
+    rename = commands.add_parser(
+        "rename",
+        help="move sources to another name (their bundle too) and point the heads on them there",
+    )
+    rename.add_argument("source", type=Path, help="e.g. models/sources/sw-topic")
+    rename.add_argument("name", help="the new name, e.g. sw-topic-small")
+    rename.add_argument(
+        "--default",
+        choices=["yes", "no"],
+        help="whether the bundle answers for its language unnamed (default: as it was)",
+    )
+    rename.set_defaults(func=_rename)
 
     demo = commands.add_parser(
         "demo-bundle", help="build a tiny untrained bundle so the service can start"
