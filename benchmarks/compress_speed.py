@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.compress import MODEL_STAGES
 from training.compress.config import CompressConfig
-from training.compress.encoders import load_encoder, load_student
+from training.compress.encoders import ENCODER_CONFIG, load_encoder, load_student
 from training.compress.head import EncoderClassifier
 from training.compress.pipeline import found, task_labels
 from training.data import read_table
@@ -210,8 +210,8 @@ def named_sources(text: str) -> tuple[str, Path]:
     name, _, folder = text.partition("=")
     if not name or not folder:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=DIR")
-    if not (Path(folder) / "encoder-config.json").is_file():
-        raise argparse.ArgumentTypeError(f"{folder} holds no body (no encoder-config.json)")
+    if not (Path(folder) / ENCODER_CONFIG).is_file():
+        raise argparse.ArgumentTypeError(f"{folder} holds no body (no {ENCODER_CONFIG})")
     return name, Path(folder)
 
 

@@ -139,10 +139,17 @@ def digest(source_dir: Path) -> str:
     total = hashlib.sha256()
     for chunk in _file_chunks(source_dir):
         total.update(chunk)
-    body = json.loads((source_dir / SOURCE).read_text()).get("body")
-    if body and body != ".":
-        total.update(b"body\0" + digest(source_dir / body).encode())
+    body = body_of(source_dir)
+    if body is not None:
+        total.update(b"body\0" + digest(body).encode())
     return total.hexdigest()
+
+
+def body_of(source_dir: Path) -> Path | None:
+    """The sources of the student a head names as its body; None for a model that is its own
+    body (a student, or a head holding a body trained for its task: `.`)."""
+    body = json.loads((source_dir / SOURCE).read_text(encoding="utf-8")).get("body")
+    return source_dir / body if body and body != "." else None
 
 
 def body_digest(source_dir: Path) -> str:
@@ -193,6 +200,8 @@ def rename_sources(source_dir: Path, name: str, default: bool | None = None) -> 
     model keeps serving, with the heads trained on it, under a new name. The weights are not
     touched, so the heads' identity of their body (`body_digest`) is unchanged. Returns the
     heads rewritten."""
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a folder name (the sources stay beside the others)")
     new = source_dir.parent / name
     if new.exists():
         raise ValueError(f"{new} exists already")
@@ -207,8 +216,8 @@ def rename_sources(source_dir: Path, name: str, default: bool | None = None) -> 
         bundle["default"] = default
     heads = []
     for head in sorted(source_dir.parent.glob(f"*/{SOURCE}")):
-        body = json.loads(head.read_text(encoding="utf-8")).get("body")
-        if body and body != "." and (head.parent / body).resolve() == source_dir.resolve():
+        body = body_of(head.parent)
+        if body is not None and body.resolve() == source_dir.resolve():
             heads.append(head.parent)
     source_dir.rename(new)
     _write_fields(new, fields)

@@ -305,7 +305,7 @@ class TaskRun:
                 f"{self.task} seed {seed} lr {rate:g}: {saved} is of another body or settings",
                 flush=True,
             )
-        model, log = self._train(settings, train, choose)
+        model, log = self._train(settings, train, choose, self.soft)
         result = identity | {
             "seed": seed,
             "learning_rate": rate,
@@ -326,24 +326,31 @@ class TaskRun:
         return result
 
     def _train(
-        self, settings: HeadSettings, train: Any, choose: Any, body: BodyRun | None = None
+        self,
+        settings: HeadSettings,
+        train: Any,
+        choose: Any,
+        soft: Soft | SoftTags | None,
+        body: BodyRun | None = None,
     ) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """A head (or with `body`, the body with its classifier) trained on the labels and, if
+        given, a teacher's predictions on unlabeled text (`soft`)."""
         pad = self.tokenizer.pad_token_id
         model: torch.nn.Module
         if self.spec.kind == "tokens":
-            assert self.soft is None or isinstance(self.soft, SoftTags)
+            assert soft is None or isinstance(soft, SoftTags)
             model, log = train_tagger(
                 self.encoder, self.labels, train, choose, pad, settings, self._choose_score,
-                self.soft, body,
+                soft, body,
             )  # fmt: skip
         else:
             y = (
                 [self.labels.index(v) for v in self.train[1]],
                 [self.labels.index(v) for v in self.choose[1]],
             )
-            assert self.soft is None or isinstance(self.soft, Soft)
+            assert soft is None or isinstance(soft, Soft)
             model, log = train_head(
-                self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings, self.soft,
+                self.encoder, self.labels, (train, y[0]), (choose, y[1]), pad, settings, soft,
                 body,
             )  # fmt: skip
         return model, log
@@ -380,7 +387,7 @@ class TaskRun:
         print(f"{self.task}: training the baseline's seed {seed} head again ({weights})")
         settings = HeadSettings(**record["settings"])
         choose = self._encode(self.choose)
-        model, _ = self._train(settings, self._encode(self.train), choose)
+        model, _ = self._train(settings, self._encode(self.train), choose, None)
         again = self.score(choose, self.choose[1], model)[self.key]
         if abs(again - record[f"choose_{self.key}"]) > 1e-6:
             raise ValueError(
@@ -471,9 +478,8 @@ class TaskRun:
             if spec.ffn is not None:
                 self.encoder = self._cut_ffn(spec.ffn)
             train, choose = self._encode(self.train), self._encode(self.choose)
-            self.soft = soft  # the body learns the teacher; the heads trained on it do not
-            model, log = self._train(settings, train, choose, BodyRun(folder, identity))
-            self.soft = None
+            # the body learns the teacher; the heads trained on it do not
+            model, log = self._train(settings, train, choose, soft, BodyRun(folder, identity))
             assert isinstance(model, AdaptedHead)
             record = identity | log
             # the body with its own classifier is itself a model (trained whole): its figures
