@@ -933,6 +933,8 @@ def test_renamed_sources_keep_their_heads_which_follow_them(
     capsys.readouterr()
     assert main(["rename", str(sources / "vi-topic-small"), "vi-pos"]) == 2
     assert "exists already" in capsys.readouterr().err
+    assert main(["rename", str(sources / "vi-topic-small"), "../elsewhere"]) == 2
+    assert "is not a folder name" in capsys.readouterr().err
 
 
 def test_task_bundles_are_served_and_their_rebuild_is_checked(
