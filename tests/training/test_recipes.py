@@ -114,11 +114,28 @@ def test_the_tasks_table_says_how_a_tasks_own_body_was_trained(tmp_path: Path) -
     (tmp_path / "sw" / "ner-baseline.json").write_text(json.dumps(baseline))
     taught = {"teacher": {"texts_used": 22235}}
     (tmp_path / "sw" / "ner.json").write_text(json.dumps(student | {"body": taught}))
-    row = table.table("ner", tmp_path).splitlines()[2]
+    sources = tmp_path / "sources"
+    row = table.table("ner", tmp_path, sources).splitlines()[2]
     assert "sw-topic (13.0M), its body trained for the task on the baseline's tags of 22,235" in row
     assert "| 1.7 | 82.67 → 79.18 | ≤ 3.5 | met |" in row
     (tmp_path / "sw" / "ner.json").write_text(json.dumps(student | {"body": {"teacher": None}}))
-    assert "its body trained for the task on the labels |" in table.table("ner", tmp_path)
+    assert "its body trained for the task on the labels |" in table.table("ner", tmp_path, sources)
+
+
+def test_the_tasks_table_names_a_renamed_body_as_it_serves(tmp_path: Path) -> None:
+    """Heads trained on `sw-topic` whose body now serves as `sw-topic-small` (renamed when a
+    faster student took its slot) are shown on the name a user asks for."""
+    table = recipe_script("tasks_table")
+    for name, fields in (("sw-topic-small", {}), ("sw-pos", {"body": "../sw-topic-small"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "source.json").write_text(json.dumps(fields))
+
+    assert table.serving_name(tmp_path, "sw", "pos", "sw-topic") == (
+        "sw-topic-small, trained as sw-topic"
+    )
+    assert table.serving_name(tmp_path, "sw", "ner", "sw-topic") == "sw-topic"  # not served here
+    (tmp_path / "sw-pos" / "source.json").write_text(json.dumps({"body": "."}))
+    assert table.serving_name(tmp_path, "sw", "pos", "sw-topic") == "sw-topic"  # its own body
 
 
 def test_the_family_table_says_which_side_of_the_baseline_a_student_is() -> None:

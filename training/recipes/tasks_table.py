@@ -3,11 +3,14 @@ served student's heads (the same procedure, `python -m training compress tasks .
 without `--baseline`), the drop, and the paper's own drop at 92% compression (its Table 1,
 XLM-R, from the language-adapted base to the 92% row) beside it, with the goal checked.
 
-    python training/recipes/tasks_table.py [--runs runs] [--reports reports/tasks]
+    python training/recipes/tasks_table.py [--runs runs] [--reports reports/tasks] \
+        [--sources models/sources]
 
 With `--runs`, each `runs/tasks-<lang>/[baseline/]<task>/report.json` is first copied to
 `reports/tasks/<lang>/<task>[-baseline].json` (the committed record); the tables are then
-written from those copies to `reports/tasks/<task>.md` and printed."""
+written from those copies to `reports/tasks/<task>.md` and printed. A body renamed after its
+heads were trained (its slot given to a faster student: `python -m training rename`) is named
+as it serves today, read from the served head's sources."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import json
 import shutil
 from pathlib import Path
 from typing import Any
+
+from training.sources import SOURCE, body_of
 
 LANGUAGES = ("mt", "sk", "sw", "vi")
 TASKS = {  # task: (figure, its name, the other figures shown)
@@ -85,7 +90,16 @@ def verdict(
     return "met" if drop <= allowed else "missed"
 
 
-def table(task: str, reports: Path) -> str:
+def serving_name(sources: Path, language: str, task: str, trained_as: str) -> str:
+    """The body's name as the served head `<language>-<task>` names it now, with the name it
+    was trained under where the two differ."""
+    head = sources / f"{language}-{task}"
+    body = body_of(head) if (head / SOURCE).is_file() else None
+    name = body.resolve().name if body else trained_as
+    return trained_as if name == trained_as else f"{name}, trained as {trained_as}"
+
+
+def table(task: str, reports: Path, sources: Path) -> str:
     key, name, others = TASKS[task]
     head = (
         f"| language | student | split | baseline {name} | student {name} | drop "
@@ -108,7 +122,8 @@ def table(task: str, reports: Path) -> str:
         split = (student or baseline or {}).get("report_split", "?")
         body = "—"
         if student is not None:
-            body = f"{student['encoder']} ({student['encoder_parameters'] / 1e6:.1f}M)"
+            name = serving_name(sources, language, task, student["encoder"])
+            body = f"{name} ({student['encoder_parameters'] / 1e6:.1f}M)"
             if student.get("distill"):
                 body += f", distilled on {student['distill']['texts_used']:,} texts"
             if student.get("body"):  # the task's own body, trained whole for it
@@ -133,11 +148,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, help="copy the runs' reports first")
     parser.add_argument("--reports", type=Path, default=Path("reports/tasks"))
+    parser.add_argument("--sources", type=Path, default=Path("models/sources"))
     args = parser.parse_args()
     if args.runs:
         collect(args.runs, args.reports)
     for task in TASKS:
-        text = table(task, args.reports)
+        text = table(task, args.reports, args.sources)
         if text.count("\n") < 2:
             continue
         page = f"# {task}: the served students' heads against the uncompressed baseline's\n\n"
