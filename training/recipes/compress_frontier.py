@@ -106,7 +106,8 @@ def plot(language: str, folder: Path) -> Path | None:
             if starred:
                 ax.scatter([100 * share], [drop], marker="*", s=220, facecolors="none",
                            edgecolors="black")  # fmt: skip
-    uncompressed = next(iter(tables.values()))["rows"]["uncompressed"]
+    # the family's uncompressed row (the first family's was scored with other heads)
+    uncompressed = tables.get("small", next(iter(tables.values())))["rows"]["uncompressed"]
     for number, (name, legend) in enumerate(CONTINUED.items()):
         if not (folder / f"{name}.json").is_file():
             continue
