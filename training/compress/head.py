@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 from transformers import BertModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -128,13 +129,17 @@ class Soft:
 
 
 @torch.no_grad()
-def logits(model: EncoderClassifier, ids: list[list[int]], pad_id: int) -> np.ndarray:
-    """The model's logits for every text, in batches of similar length."""
+def logits(
+    model: EncoderClassifier, ids: list[list[int]], pad_id: int, desc: str | None = None
+) -> np.ndarray:
+    """The model's logits for every text, in batches of similar length (a progress bar named
+    `desc` where it is given: a teacher labelling a whole corpus takes minutes)."""
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
-    for start in range(0, len(order), 64):
+    starts = range(0, len(order), 64)
+    for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=desc is None):
         rows = order[start : start + 64]
         x, mask = pad_rows(ids, rows, pad_id, device)
         out[rows] = model(x, mask).logits.float().cpu().numpy()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 from transformers import BertModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
@@ -136,14 +137,17 @@ class TokenClassifier(AdaptedHead):
 
 
 @torch.no_grad()
-def word_logits(model: TokenClassifier, data: Encoded, pad_id: int) -> list[np.ndarray]:
+def word_logits(
+    model: TokenClassifier, data: Encoded, pad_id: int, desc: str | None = None
+) -> list[np.ndarray]:
     """Each sentence's logits at its words' first tokens, (words, labels); a NaN row for a
-    word truncation cut off."""
+    word truncation cut off. A progress bar named `desc` where it is given."""
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(data.ids)), key=lambda i: len(data.ids[i]))
     out: list[np.ndarray] = [np.empty(0) for _ in data.ids]
-    for start in range(0, len(order), 64):
+    starts = range(0, len(order), 64)
+    for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=desc is None):
         rows = order[start : start + 64]
         x, mask = pad_rows(data.ids, rows, pad_id, device)
         batch = model(x, mask).logits.float().cpu().numpy()

@@ -423,10 +423,11 @@ class TaskRun:
         if flat is None:
             head = baseline.chosen_head()
             pad, encoded = baseline.tokenizer.pad_token_id, baseline._unlabeled(texts)
+            desc = f"{self.task}: the teacher labels {len(texts):,} texts"
             if tokens:
-                flat = np.concatenate(word_logits(head, encoded, pad))  # type: ignore[arg-type]
+                flat = np.concatenate(word_logits(head, encoded, pad, desc))  # type: ignore[arg-type]
             else:
-                flat = logits(head, encoded, pad)  # type: ignore[arg-type]
+                flat = logits(head, encoded, pad, desc)  # type: ignore[arg-type]
             if processes().is_main_process:
                 np.savez(cache, key=np.array(key), logits=flat)
         inputs = self._unlabeled(texts)
