@@ -52,6 +52,7 @@ TABLES = {
 CONTINUED = {
     "tiny-continued": "tiny, its body distilled for topics",
     "fast-task": "faster (FFN 768), its body distilled for topics",
+    "longer-task": "faster, its body distilled 4 epochs more",
 }
 
 
