@@ -1,12 +1,14 @@
 """Batches for every training method: length-grouped order (little padding, a new mix every
-epoch) and right padding, as the service pads."""
+epoch), length-sorted order for inference, and right padding, as the service pads."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
@@ -22,6 +24,18 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> li
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def length_sorted_batches(
+    ids: Sequence[Sequence[int]], batch_size: int, desc: str | None = None
+) -> Iterator[list[int]]:
+    """Row indices in batches of similar length, shortest first: inference pads little, and
+    each result goes back to its row by index. A progress bar named `desc` where it is given
+    (a teacher labelling a whole corpus takes minutes)."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=desc is None):
+        yield order[start : start + batch_size]
 
 
 def pad_rows(

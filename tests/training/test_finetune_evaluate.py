@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.batches import length_grouped_batches
+from training.batches import length_grouped_batches, length_sorted_batches
 from training.cli import main
 from training.demo import build_char_tokenizer, tiny_classifier
 from training.evaluate.metrics import scores
@@ -154,6 +154,16 @@ def test_length_grouped_batches_cover_everything_once() -> None:
     assert batches != length_grouped_batches(lengths, 32, seed=4)
     spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
     assert spread < 20  # sorted within windows: little padding
+
+
+def test_length_sorted_batches_cover_everything_once_shortest_first() -> None:
+    ids = [[1] * n for n in np.random.default_rng(0).integers(1, 100, size=203)]
+    batches = list(length_sorted_batches(ids, 32))
+    assert [len(b) for b in batches] == [32] * 6 + [11]
+    assert sorted(i for b in batches for i in b) == list(range(203))
+    widths = [len(ids[i]) for b in batches for i in b]
+    assert widths == sorted(widths)
+    assert list(length_sorted_batches([], 8, desc="nothing")) == []
 
 
 def test_config_names_bad_values(tmp_path: Path) -> None:

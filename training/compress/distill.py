@@ -38,10 +38,9 @@ from typing import Any, Literal
 
 import torch
 from pydantic import Field
-from tqdm import tqdm
 from transformers import BertModel
 
-from training.batches import pad_rows
+from training.batches import length_sorted_batches, pad_rows
 from training.loop import Loop, LoopSettings
 from training.settings_files import Count, LearningRate, Settings
 
@@ -215,10 +214,8 @@ def validate(
     net = Distilled(student, projection, None if heads is None else heads[0], layer_map, settings)
     net.eval()
     device = next(student.parameters()).device
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     totals: dict[str, float] = {"loss": 0.0}
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in length_sorted_batches(ids, batch_size):
         x, mask = pad_rows(ids, rows, pad_id, device)
         states, logits = _teacher(teacher, None if heads is None else heads[1], x, mask)
         loss, parts = net(x, mask, states, logits)
@@ -379,9 +376,7 @@ def ffn_importance(
     model.eval()  # no dropout: the estimate should not be noisy
     layers: list[Any] = list(model.encoder.layer)
     sums = [torch.zeros(layer.intermediate.dense.out_features) for layer in layers]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for start in tqdm(range(0, len(order), batch_size), desc="FFN importance", unit="batch"):
-        rows = order[start : start + batch_size]
+    for rows in length_sorted_batches(ids, batch_size, "FFN importance"):
         x, mask = pad_rows(ids, rows, pad_id, device)
         with torch.no_grad():
             t = teacher(input_ids=x, attention_mask=mask, output_hidden_states=True)

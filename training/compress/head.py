@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 from transformers import BertModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from training.batches import pad_rows
+from training.batches import length_sorted_batches, pad_rows
 from training.compress.distill import BEST, prediction_loss
 from training.evaluate.metrics import scores
 from training.loop import Loop, LoopSettings
@@ -133,14 +132,11 @@ def logits(
     model: EncoderClassifier, ids: list[list[int]], pad_id: int, desc: str | None = None
 ) -> np.ndarray:
     """The model's logits for every text, in batches of similar length (a progress bar named
-    `desc` where it is given: a teacher labelling a whole corpus takes minutes)."""
+    `desc` where it is given)."""
     model.eval()
     device = next(model.parameters()).device
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
-    starts = range(0, len(order), 64)
-    for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=desc is None):
-        rows = order[start : start + 64]
+    for rows in length_sorted_batches(ids, 64, desc):
         x, mask = pad_rows(ids, rows, pad_id, device)
         out[rows] = model(x, mask).logits.float().cpu().numpy()
     return out

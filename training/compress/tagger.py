@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 from transformers import BertModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
-from training.batches import pad_rows
+from training.batches import length_sorted_batches, pad_rows
 from training.compress.distill import prediction_loss
 from training.compress.head import (
     AdaptedHead,
@@ -144,11 +143,8 @@ def word_logits(
     word truncation cut off. A progress bar named `desc` where it is given."""
     model.eval()
     device = next(model.parameters()).device
-    order = sorted(range(len(data.ids)), key=lambda i: len(data.ids[i]))
     out: list[np.ndarray] = [np.empty(0) for _ in data.ids]
-    starts = range(0, len(order), 64)
-    for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=desc is None):
-        rows = order[start : start + 64]
+    for rows in length_sorted_batches(data.ids, 64, desc):
         x, mask = pad_rows(data.ids, rows, pad_id, device)
         batch = model(x, mask).logits.float().cpu().numpy()
         for r, i in enumerate(rows):

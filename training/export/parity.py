@@ -18,6 +18,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from training.batches import length_sorted_batches
 from training.export.onnx import ExportSpec
 
 
@@ -79,10 +80,8 @@ def full_length_batches(
     """(row indices, ids, mask) for every sequence at its full length (up to `longest`
     tokens), in length-sorted batches, as the service batches them."""
     sequences = [s[:longest] for s in sequences]
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     out = []
-    for start in range(0, len(order), size):
-        rows = order[start : start + size]
+    for rows in length_sorted_batches(sequences, size):
         width = max(len(sequences[i]) for i in rows)
         ids = np.full((len(rows), width), pad_id, dtype=np.int64)
         mask = np.zeros_like(ids)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from training.batches import pad_rows
+from training.batches import length_sorted_batches, pad_rows
 from training.data import read_table
 from training.evaluate.metrics import scores
 from training.finetune.config import FinetuneConfig, TrainingFile
@@ -122,10 +122,8 @@ class Finetuner:
 
     def _logits(self, module: nn.Module, ids: list[list[int]]) -> np.ndarray:
         device = next(module.parameters()).device
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         logits = np.zeros((len(ids), len(self.config.labels)), dtype=np.float32)
-        for start in range(0, len(order), 128):
-            rows = order[start : start + 128]
+        for rows in length_sorted_batches(ids, 128):
             x, mask = pad_rows(ids, rows, self.pad, device)
             logits[rows] = module(input_ids=x, attention_mask=mask).logits.detach().float().cpu()
         return logits

@@ -31,9 +31,8 @@ import numpy as np
 import torch
 from pydantic import Field
 from tokenizers import Tokenizer, normalizers
-from tqdm import tqdm
 
-from training.batches import pad_rows
+from training.batches import length_sorted_batches, pad_rows
 from training.data import normalise
 from training.kda.reports import ADAPT_REPORT, AdaptReport, PriorShift, VocabularyChange
 from training.kda.student import KDAStudent
@@ -120,11 +119,8 @@ def probabilities(
     student: KDAStudent, ids: list[list[int]], pad: int, progress: bool = True
 ) -> np.ndarray:
     student.eval()
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = np.zeros((len(ids), student.config.num_labels), dtype=np.float32)
-    starts = range(0, len(order), 256)
-    for start in tqdm(starts, desc="student probabilities", unit="batch", disable=not progress):
-        rows = order[start : start + 256]
+    for rows in length_sorted_batches(ids, 256, "student probabilities" if progress else None):
         x, mask = pad_rows(ids, rows, pad, torch.device("cpu"))
         out[rows] = torch.softmax(student(x, mask).logits.float(), -1).numpy()
     return out

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from training.batches import pad_rows
+from training.batches import length_sorted_batches, pad_rows
 from training.data import read_table
 from training.kda.config import ParallelFile
 from training.kda.student import TeacherKind, teacher_outputs
@@ -93,11 +92,9 @@ def pseudo_label(
     device = next(teacher.parameters()).device
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     probs = np.zeros((len(texts), teacher.config.num_labels), dtype=np.float32)
     features: np.ndarray | None = None
-    for start in tqdm(range(0, len(order), batch_size), desc="pseudo-label", unit="batch"):
-        rows = order[start : start + batch_size]
+    for rows in length_sorted_batches(encoded, batch_size, "pseudo-label"):
         ids, mask = pad_rows(encoded, rows, pad, device)
         logits, sentence = teacher_outputs(teacher, kind, mask, input_ids=ids)
         probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()

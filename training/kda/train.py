@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.batches import pad_rows
+from training.batches import length_sorted_batches, pad_rows
 from training.kda.reports import FitReport
 from training.kda.student import KDAStudent
 from training.loop import CHECKPOINT, Loop, LoopSettings
@@ -87,10 +87,8 @@ def evaluate(
     """Held-out distillation loss and agreement (and, given targets, the feature loss)."""
     student.eval()
     device = next(student.adapter.parameters()).device
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     loss_sum, agree, feature_sum = 0.0, 0, 0.0
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in length_sorted_batches(ids, batch_size):
         x, mask = pad_rows(ids, rows, pad_id, device)
         logits, predicted = student.with_features(x, mask)
         logits = logits.float()
