@@ -36,7 +36,7 @@ from training.compress.distill import (
     validate,
 )
 from training.compress.encoders import load_encoder, load_student
-from training.compress.head import EncoderClassifier, Soft, _HeadMethod
+from training.compress.head import EncoderClassifier, MeanLogits, Soft, _HeadMethod
 from training.compress.pipeline import Pipeline, found, from_base
 from training.compress.surgery import (
     HEAD_LAYOUTS,
@@ -1079,6 +1079,47 @@ def test_distilled_heads_learn_from_the_baselines_chosen_head(
     finally:
         shutil.rmtree(sources)
         shutil.rmtree(task_heads / "models" / "vi-sentiment-distilled")
+
+
+def test_every_seed_of_the_baseline_can_teach_their_logits_averaged(
+    task_heads: Path, tmp_path: Path
+) -> None:
+    """`teachers: seeds`: the baseline's heads of every seed at its chosen rate teach as one
+    model, their logits averaged; the record names them and the ensemble's own dev figure."""
+    heads = [EncoderClassifier(encoder(seed=s), ["a", "b"], "adapter", 2).eval() for s in (0, 1)]
+    x, mask = torch.tensor([[2, 3, 4], [3, 4, 1]]), torch.tensor([[1, 1, 1], [1, 1, 0]])
+    with torch.no_grad():
+        each = [head(x, mask).logits for head in heads]
+        assert torch.allclose(MeanLogits(heads)(x, mask).logits, (each[0] + each[1]) / 2)
+    rng = np.random.default_rng(3)
+    texts = tmp_path / "unlabeled.txt"
+    texts.write_text("\n".join(" ".join(rng.choice(WORDS, size=4)) for _ in range(40)) + "\n")
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    sentiment = config["tasks"]["sentiment"] | {
+        "name": "vi-sentiment-seeds",
+        "distill": {"texts": str(texts), "limit": 30, "teachers": "seeds"},
+    }
+    config |= {"out": str(tmp_path / "tasks"), "tasks": {"sentiment": sentiment}}
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    sources = task_heads / "models" / "sources" / "vi-sentiment-seeds"
+    try:
+        assert main(["compress", "tasks", str(path), "--baseline"]) == 0
+        assert main(["compress", "tasks", str(path)]) == 0
+        baseline = json.loads(
+            (tmp_path / "tasks" / "baseline" / "sentiment" / "report.json").read_text()
+        )
+        report = json.loads((tmp_path / "tasks" / "sentiment" / "report.json").read_text())
+        assert report["distill"]["teachers"] == "seeds"
+        assert report["distill"]["teacher"].endswith(
+            f"seeds 1, 2 (their logits averaged) at {baseline['learning_rate']:g}"
+        )
+        assert 0 <= report["distill"]["teacher_choose_macro_f1"] <= 1
+        with np.load(tmp_path / "tasks" / "sentiment" / "teacher.npz") as saved:
+            assert saved["logits"].shape == (30, 2)
+    finally:
+        shutil.rmtree(sources, ignore_errors=True)
+        shutil.rmtree(task_heads / "models" / "vi-sentiment-seeds", ignore_errors=True)
 
 
 def test_a_tagger_distils_its_teacher_word_by_word() -> None:

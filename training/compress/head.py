@@ -142,6 +142,21 @@ def logits(
     return out
 
 
+class MeanLogits(nn.Module):
+    """Heads of one task (of either kind, on the same tokenizer) as one model: their logits
+    averaged. Seeds of a head as one teacher: an ensemble is steadier than any one of them."""
+
+    def __init__(self, heads: list[nn.Module]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+        self.config = heads[0].config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        outputs = [head(input_ids, attention_mask) for head in self.heads]
+        mean = torch.stack([o.logits for o in outputs]).mean(0)
+        return type(outputs[0])(logits=mean)
+
+
 def predict(model: EncoderClassifier, ids: list[list[int]], pad_id: int) -> np.ndarray:
     return logits(model, ids, pad_id).argmax(-1)
 

@@ -45,6 +45,7 @@ from training.compress.head import (
     BodyRun,
     EncoderClassifier,
     HeadSettings,
+    MeanLogits,
     Soft,
     logits,
     train_head,
@@ -90,6 +91,9 @@ class HeadDistillation(Settings):
     texts: Path  # one text per line
     limit: int = Field(default=5000, ge=1)  # its first lines
     temperature: float = Field(default=2.0, gt=0)
+    # which of the baseline's heads teach: the one chosen on dev, or every seed's at the chosen
+    # rate with their logits averaged (an ensemble: steadier than any one of its seeds)
+    teachers: Literal["chosen", "seeds"] = "chosen"
 
 
 class BodyDistillation(HeadDistillation):
@@ -371,11 +375,15 @@ class TaskRun:
         report = json.loads(path.read_text())
         return next(r for r in report["runs"] if r["seed"] == report["best_seed"])
 
-    def chosen_head(self) -> torch.nn.Module:
-        """The head this (baseline's) run chose: its saved weights, or, where only its record
-        was kept, the same head trained again and checked against the record's choosing
-        figure."""
-        record = self.chosen()
+    def seeds(self) -> list[dict[str, Any]]:
+        """The records of this (baseline's) run's heads at the rate it chose, one per seed."""
+        report = json.loads((self.folder / "report.json").read_text())
+        return [r for r in report["runs"] if r["learning_rate"] == report["learning_rate"]]
+
+    def head_of(self, record: dict[str, Any]) -> torch.nn.Module:
+        """The head of one of this (baseline's) run's records: its saved weights, or, where
+        only its record was kept, the same head trained again and checked against the
+        record's choosing figure."""
         seed, rate = record["seed"], record["learning_rate"]
         weights = self._file(seed, rate, ".pt")
         if weights.is_file():
@@ -401,17 +409,29 @@ class TaskRun:
     def _taught(
         self, baseline: TaskRun, distill: HeadDistillation, cache_name: str
     ) -> tuple[dict[str, Any], Soft | SoftTags]:
-        """The baseline's chosen head's logits on `distill`'s texts as this run reads them
-        (kept in `cache_name`, made again only when the teacher or texts change), and the
-        record of which head taught on what."""
+        """The baseline's chosen head's logits (or its seeds' mean, `teachers: seeds`) on
+        `distill`'s texts as this run reads them (kept in `cache_name`, made again only when
+        the teacher or texts change), and the record of which head taught on what."""
         with distill.texts.open(encoding="utf-8") as lines:
             texts = [t for t in (line.strip() for line in lines) if t][: distill.limit]
-        record = baseline.chosen()
-        teacher = distill.model_dump(mode="json") | {
+        chosen = baseline.chosen()
+        ensemble = None
+        if distill.teachers == "seeds":
+            records = baseline.seeds()
+            ensemble = MeanLogits([baseline.head_of(r) for r in records])
+            choose = baseline._encode(baseline.choose)
+            figure = baseline.score(choose, baseline.choose[1], ensemble)[self.key]
+            seeds = ", ".join(str(r["seed"]) for r in records)
+            about = f"seeds {seeds} (their logits averaged)"
+        else:
+            figure, about = chosen[f"choose_{self.key}"], f"seed {chosen['seed']}"
+        # `teachers` at its default is left out: records and kept labels read as before it was
+        leave_out = {"teachers"} if ensemble is None else None
+        teacher = distill.model_dump(mode="json", exclude=leave_out) | {
             "texts_used": len(texts),
-            "teacher": f"{baseline.encoder_name} {self.task} head, seed {record['seed']} "
-            f"at {record['learning_rate']:g}",
-            f"teacher_choose_{self.key}": record[f"choose_{self.key}"],
+            "teacher": f"{baseline.encoder_name} {self.task} head, {about} "
+            f"at {chosen['learning_rate']:g}",
+            f"teacher_choose_{self.key}": figure,
         }
         tokens = self.spec.kind == "tokens"
         cache = self.folder / cache_name
@@ -421,7 +441,7 @@ class TaskRun:
             with np.load(cache) as saved:
                 flat = saved["logits"] if str(saved["key"]) == key else None
         if flat is None:
-            head = baseline.chosen_head()
+            head = baseline.head_of(chosen) if ensemble is None else ensemble
             pad, encoded = baseline.tokenizer.pad_token_id, baseline._unlabeled(texts)
             desc = f"{self.task}: the teacher labels {len(texts):,} texts"
             if tokens:
