@@ -20,6 +20,7 @@ from training.kda.adapt import AdaptConfig
 from training.kda.config import KDAConfig
 from training.probe.config import ProbeConfig
 from training.settings_files import Settings
+from training.sources import body_digest
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "training" / "recipes"
 RECIPES = sorted(RECIPE_DIR.glob("*.yaml"))
@@ -136,6 +137,11 @@ def test_the_tasks_table_names_a_renamed_body_as_it_serves(tmp_path: Path) -> No
     assert table.serving_name(tmp_path, "sw", "ner", "sw-topic") == "sw-topic"  # not served here
     (tmp_path / "sw-pos" / "source.json").write_text(json.dumps({"body": "."}))
     assert table.serving_name(tmp_path, "sw", "pos", "sw-topic") == "sw-topic"  # its own body
+    started = body_digest(tmp_path / "sw-topic-small")  # its own body, started from that one
+    assert table.serving_name(tmp_path, "sw", "pos", "sw-topic", started) == (
+        "sw-topic-small, trained as sw-topic"
+    )
+    assert table.serving_name(tmp_path, "sw", "pos", "sw-topic", "0" * 64) == "sw-topic"
 
 
 def test_the_family_table_says_which_side_of_the_baseline_a_student_is() -> None:

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from training.sources import SOURCE, body_of
+from training.sources import SOURCE, body_digest, body_of
 
 LANGUAGES = ("mt", "sk", "sw", "vi")
 TASKS = {  # task: (figure, its name, the other figures shown)
@@ -90,12 +90,23 @@ def verdict(
     return "met" if drop <= allowed else "missed"
 
 
-def serving_name(sources: Path, language: str, task: str, trained_as: str) -> str:
+def serving_name(
+    sources: Path, language: str, task: str, trained_as: str, started_from: str | None = None
+) -> str:
     """The body's name as the served head `<language>-<task>` names it now, with the name it
-    was trained under where the two differ."""
+    was trained under where the two differ. A head with a body of its own names none: its
+    body is named for the served student it started from (`started_from`, that student's
+    digest when it trained), wherever that student serves now."""
     head = sources / f"{language}-{task}"
     body = body_of(head) if (head / SOURCE).is_file() else None
     name = body.resolve().name if body else trained_as
+    if body is None and started_from is not None and sources.is_dir():
+        found = [
+            folder.name
+            for folder in sorted(sources.iterdir())
+            if (folder / SOURCE).is_file() and body_digest(folder) == started_from
+        ]
+        name = found[0] if found else trained_as
     return trained_as if name == trained_as else f"{name}, trained as {trained_as}"
 
 
@@ -122,7 +133,9 @@ def table(task: str, reports: Path, sources: Path) -> str:
         split = (student or baseline or {}).get("report_split", "?")
         body = "—"
         if student is not None:
-            name = serving_name(sources, language, task, student["encoder"])
+            own = student.get("body")
+            started = own.get("encoder_id") if own else None
+            name = serving_name(sources, language, task, student["encoder"], started)
             body = f"{name} ({student['encoder_parameters'] / 1e6:.1f}M)"
             if student.get("distill"):
                 body += f", distilled on {student['distill']['texts_used']:,} texts"
