@@ -53,6 +53,8 @@ CONTINUED = {
     "tiny-continued": "tiny, its body distilled for topics",
     "fast-task": "faster (FFN 768), its body distilled for topics",
     "longer-task": "faster, its body distilled 4 epochs more",
+    "tiny-longer": "tiny, its body distilled 3 epochs more",
+    "ensemble-task": "faster, a round more taught by 3 seeds",
 }
 
 
