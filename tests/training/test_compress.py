@@ -1027,6 +1027,25 @@ def test_a_head_distils_its_teacher_on_the_unlabeled_rows_only() -> None:
     assert float(mixed) == pytest.approx(float(ce + kl), rel=1e-5)
 
 
+def sentiment_task_with(
+    task_heads: Path, tmp_path: Path, seed: int, name: str, distill: dict
+) -> Path:
+    """A tasks config of the fixture's sentiment task alone, named `name`, distilling with
+    `distill` on 40 unlabeled lines written for it: the config's path."""
+    rng = np.random.default_rng(seed)
+    texts = tmp_path / "unlabeled.txt"
+    texts.write_text("\n".join(" ".join(rng.choice(WORDS, size=4)) for _ in range(40)) + "\n")
+    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+    sentiment = config["tasks"]["sentiment"] | {
+        "name": name,
+        "distill": {"texts": str(texts)} | distill,
+    }
+    config |= {"out": str(tmp_path / "tasks"), "tasks": {"sentiment": sentiment}}
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_distilled_heads_learn_from_the_baselines_chosen_head(
     task_heads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -1034,17 +1053,8 @@ def test_distilled_heads_learn_from_the_baselines_chosen_head(
     logits on unlabeled text. The baseline's report is required; where only its records are
     kept, its chosen head is trained again and checked against them; the teacher's logits
     are kept and reused, and so is every finished seed."""
-    rng = np.random.default_rng(2)
-    texts = tmp_path / "unlabeled.txt"
-    texts.write_text("\n".join(" ".join(rng.choice(WORDS, size=4)) for _ in range(40)) + "\n")
-    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
-    sentiment = config["tasks"]["sentiment"] | {
-        "name": "vi-sentiment-distilled",
-        "distill": {"texts": str(texts), "limit": 30, "temperature": 2.0},
-    }
-    config |= {"out": str(tmp_path / "tasks"), "tasks": {"sentiment": sentiment}}
-    path = tmp_path / "tasks.yaml"
-    path.write_text(yaml.safe_dump(config))
+    distill = {"limit": 30, "temperature": 2.0}
+    path = sentiment_task_with(task_heads, tmp_path, 2, "vi-sentiment-distilled", distill)
     command = ["compress", "tasks", str(path)]
     capsys.readouterr()
     assert main(command) == 2
@@ -1091,17 +1101,8 @@ def test_every_seed_of_the_baseline_can_teach_their_logits_averaged(
     with torch.no_grad():
         each = [head(x, mask).logits for head in heads]
         assert torch.allclose(MeanLogits(heads)(x, mask).logits, (each[0] + each[1]) / 2)
-    rng = np.random.default_rng(3)
-    texts = tmp_path / "unlabeled.txt"
-    texts.write_text("\n".join(" ".join(rng.choice(WORDS, size=4)) for _ in range(40)) + "\n")
-    config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
-    sentiment = config["tasks"]["sentiment"] | {
-        "name": "vi-sentiment-seeds",
-        "distill": {"texts": str(texts), "limit": 30, "teachers": "seeds"},
-    }
-    config |= {"out": str(tmp_path / "tasks"), "tasks": {"sentiment": sentiment}}
-    path = tmp_path / "tasks.yaml"
-    path.write_text(yaml.safe_dump(config))
+    distill = {"limit": 30, "teachers": "seeds"}
+    path = sentiment_task_with(task_heads, tmp_path, 3, "vi-sentiment-seeds", distill)
     sources = task_heads / "models" / "sources" / "vi-sentiment-seeds"
     try:
         assert main(["compress", "tasks", str(path), "--baseline"]) == 0
