@@ -70,7 +70,13 @@ from training.data import read_table
 from training.evaluate.metrics import scores
 from training.loop import processes
 from training.settings_files import Settings
-from training.sources import TaskHeadSources, body_digest, read_sources, write_sources
+from training.sources import (
+    SOURCE,
+    TaskHeadSources,
+    body_digest,
+    read_sources,
+    write_sources,
+)
 from training.weights.rows import compact, fp16
 
 HEAD = "head.safetensors"  # the task head: adapters and classifier (the body is the student)
@@ -529,9 +535,23 @@ class TaskRun:
         contribution = ffn_contribution(self.encoder, [list(x) for x in ids["input_ids"]], pad)
         return prune_ffn(self.encoder, most_important(contribution, width))
 
+    @property
+    def carries_body(self) -> bool:
+        """Whether the packed sources hold their body: one trained here, or the student's own
+        when the student is itself a task model with a body trained for its task (new heads
+        on a served task model replace its head; naming it as their body would name them)."""
+        if self.body is not None:
+            return True
+        source = self.config.student / SOURCE
+        return (
+            source.is_file() and json.loads(source.read_text(encoding="utf-8")).get("body") == "."
+        )
+
     def _body_method(self) -> str:
         """How the task's own body was made, for the sources' provenance."""
         if self.body is None:
+            if self.carries_body:
+                return f", on the body of {self.config.student.name} (trained for its task)"
             return ""
         cut = f" with its FFN cut to {self.body['ffn']}" if self.body.get("ffn") else ""
         if self.body["teacher"] is None:
@@ -539,8 +559,9 @@ class TaskRun:
         return f", its body{cut} distilled for the task from {self.body['teacher']['teacher']}"
 
     def pack(self, result: dict[str, Any]) -> Path:
-        """The best head as sources naming the student as their body, or (a task-distilled
-        body) holding that body too, as int8 rows with its tokenizer: `body` is then `.`,
+        """The best head as sources naming the student as their body, or (a body trained for
+        the task, here or before: `carries_body`) holding that body too, as int8 rows with its
+        tokenizer: `body` is then `.`,
         and the report split is scored again on the model rebuilt from the sources, whose
         figures are the ones recorded."""
         name = self.spec.name or f"{self.config.language}-{self.task}"
@@ -548,7 +569,7 @@ class TaskRun:
         tokenizer = {  # read first: the student's sources may be the ones replaced
             file: (self.config.student / file).read_bytes()
             for file in TOKENIZER_FILES
-            if self.body is not None and (self.config.student / file).is_file()
+            if self.carries_body and (self.config.student / file).is_file()
         }
         if out.exists():
             shutil.rmtree(out)
@@ -557,7 +578,7 @@ class TaskRun:
             self._file(result["best_seed"], result["learning_rate"], ".pt"), map_location="cpu"
         )
         save_file(fp16(state), str(out / HEAD))
-        if self.body is not None:
+        if self.carries_body:
             body = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
             save_file(compact(body), str(out / WEIGHTS))
             self.encoder.config.to_json_file(str(out / ENCODER_CONFIG))
@@ -568,7 +589,9 @@ class TaskRun:
         best = next(r for r in result["runs"] if r["seed"] == result["best_seed"])
         source = {
             "kind": "task-head",
-            "body": "." if self.body else str(Path("..") / self.config.student.resolve().name),
+            "body": "."
+            if self.carries_body
+            else str(Path("..") / self.config.student.resolve().name),
             "labels": self.labels,
             "head_kind": "adapter",
             "reduction": self.reduction,
@@ -612,7 +635,7 @@ class TaskRun:
             "reference": {"texts": reference, "labels": None},
         }
         write_sources(out, source)
-        if self.body is not None:  # the figures of the model as rebuilt (its body int8 rows)
+        if self.carries_body:  # the figures of the model as rebuilt (its body int8 rows)
             model, _, _ = rebuild_task_model(out)
             rebuilt = self.score(self._encode(self.report), self.report[1], model)
             trained = {
