@@ -1328,7 +1328,7 @@ def test_a_text_task_can_train_a_body_of_its_own_and_name_its_columns(
     """`body` on a text task: the whole student with a classifier learns the labelled rows
     (read from the columns the task names) and carries the heads; the sources hold it and
     build a classification bundle served only when named. `ffn` cuts the body first (a
-    width the student lacks is refused)."""
+    width the student lacks is refused). Heads trained later on that model keep its body."""
     data = tmp_path / "topics"
     data.mkdir()
     for split in ("train", "dev", "test"):
@@ -1346,6 +1346,26 @@ def test_a_text_task_can_train_a_body_of_its_own_and_name_its_columns(
         manifest = load_bundle(task_heads / "models" / "vi-topic-own").manifest
         assert (manifest.task, manifest.default) == ("classification", False)
         assert sorted(manifest.labels) == ["negative", "positive"]
+        # new heads on that task model (its own head left out) are packed with its body:
+        # under the same name they replace it, so they cannot name it as their body
+        served = tmp_path / "served"
+        shutil.copytree(sources, served)
+        again = {k: v for k, v in topic.items() if k != "body"}
+        config = yaml.safe_load((task_heads / "tasks.yaml").read_text())
+        config |= {
+            "student": str(served),
+            "out": str(tmp_path / "heads"),
+            "tasks": {"topic": again},
+        }
+        (tmp_path / "heads.yaml").write_text(yaml.safe_dump(config))
+        assert main(["compress", "tasks", str(tmp_path / "heads.yaml")]) == 0
+        source = json.loads((sources / "source.json").read_text())
+        assert source["body"] == "."
+        assert "on the body of served (trained for its task)" in source["provenance"]["method"]
+        before, after = (load_file(str(d / "model.safetensors")) for d in (served, sources))
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert load_bundle(task_heads / "models" / "vi-topic-own").manifest.task == "classification"
     report = json.loads((tmp_path / "tasks" / "topic" / "report.json").read_text())
     assert report["body"]["teacher"] is None
     body = json.loads((tmp_path / "tasks" / "topic" / "body" / "body.json").read_text())
