@@ -55,6 +55,8 @@ CONTINUED = {
     "longer-task": "faster, its body distilled 4 epochs more",
     "tiny-longer": "tiny, its body distilled 3 epochs more",
     "ensemble-task": "faster, a round more taught by 3 seeds",
+    "heads-task": "faster, its topic heads distilled",
+    "tiny-heads": "tiny, its topic heads distilled",
 }
 
 
