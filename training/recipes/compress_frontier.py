@@ -56,6 +56,7 @@ CONTINUED = {
     "tiny-longer": "tiny, its body distilled 3 epochs more",
     "ensemble-task": "faster, a round more taught by 3 seeds",
     "heads-task": "faster, its topic heads distilled",
+    "heads-all-task": "faster, its heads distilled on all text",
     "tiny-heads": "tiny, its topic heads distilled",
 }
 
