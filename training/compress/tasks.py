@@ -538,8 +538,9 @@ class TaskRun:
     @property
     def carries_body(self) -> bool:
         """Whether the packed sources hold their body: one trained here, or the student's own
-        when the student is itself a task model with a body trained for its task (new heads
-        on a served task model replace its head; naming it as their body would name them)."""
+        when the student is itself a task model with a body trained for its task. New heads on
+        such a model usually replace its head under its name, where naming the student as
+        their body would name themselves."""
         if self.body is not None:
             return True
         source = self.config.student / SOURCE
@@ -561,9 +562,8 @@ class TaskRun:
     def pack(self, result: dict[str, Any]) -> Path:
         """The best head as sources naming the student as their body, or (a body trained for
         the task, here or before: `carries_body`) holding that body too, as int8 rows with its
-        tokenizer: `body` is then `.`,
-        and the report split is scored again on the model rebuilt from the sources, whose
-        figures are the ones recorded."""
+        tokenizer: `body` is then `.`, and the report split is scored again on the model
+        rebuilt from the sources, whose figures are the ones recorded."""
         name = self.spec.name or f"{self.config.language}-{self.task}"
         out = self.config.sources / name
         tokenizer = {  # read first: the student's sources may be the ones replaced
