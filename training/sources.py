@@ -145,10 +145,17 @@ def digest(source_dir: Path) -> str:
     return total.hexdigest()
 
 
+def body_field(source_dir: Path) -> str | None:
+    """`body` of a model's source.json: the path of the student a head names as its body,
+    `.` for a head holding a body trained for its task, None for a student."""
+    body: str | None = json.loads((source_dir / SOURCE).read_text(encoding="utf-8")).get("body")
+    return body
+
+
 def body_of(source_dir: Path) -> Path | None:
     """The sources of the student a head names as its body; None for a model that is its own
     body (a student, or a head holding a body trained for its task: `.`)."""
-    body = json.loads((source_dir / SOURCE).read_text(encoding="utf-8")).get("body")
+    body = body_field(source_dir)
     return source_dir / body if body and body != "." else None
 
 

@@ -19,6 +19,7 @@ small body lacks."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -71,9 +72,9 @@ from training.evaluate.metrics import scores
 from training.loop import processes
 from training.settings_files import Settings
 from training.sources import (
-    SOURCE,
     TaskHeadSources,
     body_digest,
+    body_field,
     read_sources,
     write_sources,
 )
@@ -535,25 +536,26 @@ class TaskRun:
         contribution = ffn_contribution(self.encoder, [list(x) for x in ids["input_ids"]], pad)
         return prune_ffn(self.encoder, most_important(contribution, width))
 
+    @functools.cached_property
+    def student_is_task_model(self) -> bool:
+        """Whether the student is itself a task model holding a body trained for its task."""
+        return body_field(self.config.student) == "."
+
     @property
     def carries_body(self) -> bool:
         """Whether the packed sources hold their body: one trained here, or the student's own
-        when the student is itself a task model with a body trained for its task. New heads on
-        such a model usually replace its head under its name, where naming the student as
-        their body would name themselves."""
-        if self.body is not None:
-            return True
-        source = self.config.student / SOURCE
-        return (
-            source.is_file() and json.loads(source.read_text(encoding="utf-8")).get("body") == "."
-        )
+        when the student is a task model. New heads on such a model usually replace its head
+        under its name, where naming the student as their body would name themselves."""
+        return self.body is not None or self.student_is_task_model
 
     def _body_method(self) -> str:
         """How the task's own body was made, for the sources' provenance."""
         if self.body is None:
-            if self.carries_body:
-                return f", on the body of {self.config.student.name} (trained for its task)"
-            return ""
+            return (
+                f", on the body of {self.config.student.name} (trained for its task)"
+                if self.student_is_task_model
+                else ""
+            )
         cut = f" with its FFN cut to {self.body['ffn']}" if self.body.get("ffn") else ""
         if self.body["teacher"] is None:
             return f", its body{cut} trained whole for the task on the labels"
